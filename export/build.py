@@ -1,0 +1,184 @@
+"""Build an artifact dir from a run dir: ONNX graphs per precision, tokenizer, prior, manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rfm import __version__
+from rfm.errors import RfmError, UsageError
+from rfm.export.onnx_export import export_fp32, fuse_transformer, onnx_features, torch_features, validation_batches
+from rfm.export.quantize import convert_fp16, quantize_int8
+from rfm.export.sample import sample_pairs
+from rfm.fileio import atomic_open, publish, staging_dir
+from rfm.runtime.artifact import FORMAT, FORMAT_VERSION, MANIFEST, load_artifact, sha256_file
+from rfm.runtime.tokenize import PairTokenizer
+
+FP32_TOL = 1e-4
+INT8_MIN_COSINE = 0.99
+INT8_MIN_AGREEMENT = 0.98
+# Pairs whose fp32 preference probability lies within 0.5 +- TIE_BAND are coin flips for the model
+# itself; quantisation noise decides them either way, so the agreement bound counts the other pairs.
+TIE_BAND = 0.05
+FILE_OF = {"fp32": "model.onnx", "int8": "model_int8.onnx", "fp16": "model_fp16.onnx"}
+
+
+def _validation_texts(path: str | None, limit: int = 96) -> tuple[list[tuple[str, str]], list[tuple[int, int]]]:
+    """Distinct (prompt, response) texts and the index pairs to compare preferences on."""
+    if path:
+        from rfm.data.jsonl import read_pairs
+
+        texts: dict[tuple[str, str], int] = {}
+        pairs = []
+        for n, pair in enumerate(read_pairs(path)):
+            if n >= limit:
+                break
+            a = texts.setdefault((pair.prompt, pair.chosen), len(texts))
+            b = texts.setdefault((pair.prompt, pair.rejected), len(texts))
+            pairs.append((a, b))
+        if not pairs:
+            raise UsageError(f"--validation-data {path}: no pairs")
+        return list(texts), pairs
+    sample = sample_pairs()
+    pairs = [(i, j) for i in range(len(sample)) for j in range(i + 1, len(sample)) if sample[i][0] == sample[j][0]]
+    return sample, pairs
+
+
+def _features(path: Path, pair_tok: PairTokenizer, texts, inputs: list[str], batch: int = 16) -> np.ndarray:
+    out = []
+    for start in range(0, len(texts), batch):
+        chunk = texts[start : start + batch]
+        out.append(onnx_features(path, pair_tok([p for p, _ in chunk], [r for _, r in chunk]), inputs))
+    return np.concatenate(out)
+
+
+def _compare(reference: np.ndarray, other: np.ndarray, pairs, w: np.ndarray) -> dict:
+    num = (reference * other).sum(1)
+    den = np.linalg.norm(reference, axis=1) * np.linalg.norm(other, axis=1)
+    cosine = np.where(den > 0, num / np.maximum(den, 1e-30), 1.0)
+    a, b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    margin = (reference[a] - reference[b]) @ w
+    agree = np.sign(margin) == np.sign((other[a] - other[b]) @ w)
+    decisive = np.abs(1.0 / (1.0 + np.exp(-margin)) - 0.5) >= TIE_BAND
+    return {"mean_cosine": float(cosine.mean()), "min_cosine": float(cosine.min()),
+            "max_abs_diff": float(np.abs(reference - other).max()),
+            "pair_agreement": float(agree[decisive].mean()) if decisive.any() else 1.0,
+            "pair_agreement_all": float(agree.mean()), "pairs": len(pairs), "decisive_pairs": int(decisive.sum()),
+            "tie_band": TIE_BAND}
+
+
+def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[str], opset: int = 18,
+               validation_data: str | None = None, quant_target: str = "auto", overwrite: bool = False,
+               log=print) -> dict:
+    """Export, validate and write the artifact; raises RfmError naming the bound that was missed."""
+    from rfm.train.rundir import POPULATION_FILE, RATERS_FILE, load_run
+
+    if "fp32" not in precisions:
+        precisions = ["fp32", *precisions]  # every other precision is derived from and checked against fp32
+    started = time.perf_counter()
+    model, hf_tokenizer, config = load_run(run)
+    run = Path(run)
+    staging = staging_dir(out, overwrite)
+    try:
+        log("exporting the feature graph through Optimum ...")
+        raw = staging / "raw.onnx"
+        inputs, _ = export_fp32(model, raw, opset)
+        pair_tok = PairTokenizer(hf_tokenizer.backend_tokenizer, config.rfm_max_length,
+                                 config.rfm_truncation, pad_id=hf_tokenizer.pad_token_id)
+        texts, pairs = _validation_texts(validation_data)
+        batches = validation_batches(pair_tok, texts)
+        fused = staging / "fused.onnx"
+        fusion = False
+        if fuse_transformer(raw, fused, config):
+            diff = max(float(np.abs(onnx_features(fused, b, inputs) - torch_features(model, b)).max()) for b in batches)
+            fusion = diff <= FP32_TOL
+        os.replace(fused if fusion else raw, staging / FILE_OF["fp32"])
+        for leftover in (raw, fused):
+            leftover.unlink(missing_ok=True)
+        fp32_path = staging / FILE_OF["fp32"]
+        diffs = [float(np.abs(onnx_features(fp32_path, b, inputs) - torch_features(model, b)).max()) for b in batches]
+        validation: dict = {"fp32_vs_torch_max_abs_diff": max(diffs), "fp32_tolerance": FP32_TOL,
+                            "batch_shapes": [list(b["input_ids"].shape) for b in batches],
+                            "data": validation_data or "built-in sample", "fused": fusion}
+        if max(diffs) > FP32_TOL:
+            raise RfmError(f"fp32 ONNX differs from torch by {max(diffs):.2e} > {FP32_TOL:g}; export refused")
+        with np.load(run / POPULATION_FILE) as z:
+            mean_w = z["mean"]
+        reference = _features(fp32_path, pair_tok, texts, inputs)
+        files = {"fp32": FILE_OF["fp32"]}
+        quant_used = None
+        if "int8" in precisions:
+            log("quantising to int8 ...")
+            quant_used = quantize_int8(fp32_path, staging / FILE_OF["int8"], quant_target)
+            report = _compare(reference, _features(staging / FILE_OF["int8"], pair_tok, texts, inputs), pairs, mean_w)
+            validation["int8"] = report
+            if report["mean_cosine"] < INT8_MIN_COSINE or report["pair_agreement"] < INT8_MIN_AGREEMENT:
+                raise RfmError(f"int8 model misses the bounds: mean cosine {report['mean_cosine']:.4f} "
+                               f"(>= {INT8_MIN_COSINE}), pair agreement {report['pair_agreement']:.3f} "
+                               f"(>= {INT8_MIN_AGREEMENT}); export refused")
+            files["int8"] = FILE_OF["int8"]
+        if "fp16" in precisions:
+            log("converting to fp16 ...")
+            convert_fp16(fp32_path, staging / FILE_OF["fp16"])
+            try:
+                validation["fp16"] = _compare(reference, _features(staging / FILE_OF["fp16"], pair_tok, texts, inputs),
+                                              pairs, mean_w)
+            except Exception as exc:  # fp16 kernels are a GPU feature; CPU builds may lack some
+                validation["fp16"] = {"cpu_check": f"not run on CPU: {type(exc).__name__}"}
+            files["fp16"] = FILE_OF["fp16"]
+        hf_tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
+        shutil.copy(run / POPULATION_FILE, staging / POPULATION_FILE)
+        if (run / RATERS_FILE).is_file():
+            shutil.copy(run / RATERS_FILE, staging / RATERS_FILE)
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "rfm_version": __version__,
+            "kind": config.rfm_kind,
+            "adaptive": config.rfm_kind != "baseline",
+            "features": int(config.rfm_features),
+            "max_length": int(config.rfm_max_length),
+            "truncation": {"strategy": config.rfm_truncation, "direction": "right"},
+            "pad_token_id": int(hf_tokenizer.pad_token_id or 0),
+            "inputs": inputs,
+            "output": "features",
+            "backbone": {"name": config.rfm_backbone, "model_type": config.model_type},
+            "precisions": files,
+            "fingerprint": sha256_file(fp32_path),
+            "validation": validation,
+            "export": {"opset": opset, "optimum_exporter": "optimum.exporters.onnx.export",
+                       "int8_quantization": quant_used, "seconds": None},
+        }
+        listed = [*files.values(), "tokenizer.json", POPULATION_FILE]
+        if (staging / RATERS_FILE).is_file():
+            listed.append(RATERS_FILE)
+        manifest["files"] = {name: sha256_file(staging / name) for name in listed}
+        manifest["sizes_bytes"] = {name: (staging / name).stat().st_size for name in listed}
+        manifest["export"]["seconds"] = round(time.perf_counter() - started, 2)
+        with atomic_open(staging / MANIFEST) as handle:
+            json.dump(manifest, handle, indent=1)
+        _check_loads(staging, files)
+        publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _check_loads(root: Path, files: dict[str, str]) -> None:
+    """The artifact verifies and its CPU models open in fresh onnxruntime sessions."""
+    import onnxruntime as ort
+
+    load_artifact(root, verify="all")
+    for precision, name in files.items():
+        if precision == "fp16":
+            continue
+        try:
+            ort.InferenceSession(str(root / name), providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise RfmError(f"{name}: does not load in a fresh onnxruntime session ({exc})") from None

@@ -1,0 +1,121 @@
+"""`rfm data ...`: convert, split, synth and describe preference files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rfm.cli.common import RfmGroup, echo_json, info
+
+
+@click.group(cls=RfmGroup)
+def data() -> None:
+    """Convert, split, synthesise and describe preference data (JSONL: prompt, chosen, rejected, user_id)."""
+
+
+@data.command()
+@click.option("--format", "fmt", type=click.Choice(["tldr", "ultrafeedback", "hh-rlhf"]), required=True,
+              help="Source format (see ../shared/data/README.md).")
+@click.argument("src", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Output JSONL file.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+def convert(fmt: str, src: tuple[str, ...], output: str, as_json: bool) -> None:
+    """Convert public preference files (.jsonl or .jsonl.gz) to rfm's JSONL contract.
+
+    Rows whose two responses are identical or empty carry no preference: they are dropped and counted.
+    """
+    from rfm.data.convert import ConvertReport, convert as run_convert
+    from rfm.data.jsonl import write_pairs
+
+    report = ConvertReport()
+    write_pairs(output, run_convert(fmt, src, report))
+    if as_json:
+        echo_json({"output": output, "rows": report.rows, "pairs": report.pairs, "dropped": dict(report.dropped)})
+    else:
+        info(f"wrote {output}: {report.summary()}")
+
+
+@data.command()
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.option("--holdout-users", type=float, default=0.3, show_default=True,
+              help="Fraction of users held out (never trained on).")
+@click.option("--min-pairs", type=int, default=1, show_default=True,
+              help="Users with fewer pairs go to neither side (reported).")
+@click.option("--seen-frac", type=float, default=0.2, show_default=True,
+              help="Share of each training rater's pairs kept for seen-user evaluation.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--output", type=click.Path(file_okay=False), required=True,
+              help="Output dir: train.jsonl, heldout.jsonl, seen_test.jsonl, split.json.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+def split(src: str, holdout_users: float, min_pairs: int, seen_frac: float, seed: int, output: str,
+          as_json: bool) -> None:
+    """Split SRC by user into training raters and held-out users (no user on both sides)."""
+    import json
+
+    from rfm.data.split import split_by_user
+    from rfm.fileio import atomic_open
+
+    report = split_by_user(src, output, holdout_users, seed=seed, min_pairs=min_pairs, seen_frac=seen_frac)
+    summary = {"output": output, "seed": seed, **report.to_json()}
+    with atomic_open(Path(output) / "split.json") as handle:
+        json.dump(summary, handle, indent=1)
+    if as_json:
+        echo_json(summary)
+    else:
+        dropped = sum(report.dropped.values())
+        info(f"wrote {output}: {len(report.train_users)} training raters ({report.counts['train']} train, "
+             f"{report.counts['seen_test']} seen-test pairs), {len(report.heldout_users)} held-out users "
+             f"({report.counts['heldout']} pairs); dropped {dropped} pairs")
+
+
+@data.command()
+@click.option("--scenario", type=click.IntRange(1, 2), required=True,
+              help="1: raters broadly agree; 2: two groups with opposing weights.")
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.option("--raters", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--pairs-per-rater", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--temperature", type=float, default=0.1, show_default=True,
+              help="Bradley-Terry temperature of the raters' choices (attributes are standardised).")
+@click.option("--deterministic", is_flag=True, help="Raters always pick the higher true reward.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
+              help="Output JSONL; the raters' true weights go to OUT.raters.json beside it.")
+def synth(scenario: int, src: str, raters: int, pairs_per_rater: int, temperature: float,
+          deterministic: bool, seed: int, output: str) -> None:
+    """Label SRC's real responses with synthetic raters (paper section 5.1)."""
+    from rfm.data.synth import sidecar_path, synthesise
+
+    synthesise(src, output, scenario, raters, seed=seed, pairs_per_rater=pairs_per_rater,
+               temperature=temperature, deterministic=deterministic)
+    info(f"wrote {output} ({raters} raters x {pairs_per_rater} pairs) and {sidecar_path(output)}")
+
+
+@data.command()
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.option("--tokenizer", default="minilm", show_default=True,
+              help="tokenizer.json path, 'minilm' (if installed) or 'words'.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def stats(src: str, tokenizer: str, as_json: bool) -> None:
+    """Pairs, users, pairs per user and text lengths of a preference file."""
+    from rfm.data.stats import data_stats, word_count
+
+    count, unit = word_count, "words"
+    if tokenizer != "words":
+        from rfm.runtime.tokenize import load_tokenizer_file
+
+        tok = load_tokenizer_file(tokenizer)
+        if tok is not None:
+            def count(text: str) -> int:
+                return len(tok.encode(text, add_special_tokens=False).ids)
+            unit = "tokens"
+    result = data_stats(src, count, unit)
+    if as_json:
+        echo_json(result)
+        return
+    ppu, pl, rl = result["pairs_per_user"], result["prompt_length"], result["response_length"]
+    click.echo(f"{src}: {result['pairs']} pairs, {result['users']} users "
+               f"({result['pairs_without_user']} pairs without user_id), {result['distinct_prompts']} prompts")
+    click.echo(f"  pairs per user  min {ppu['min']}  median {ppu['median']:g}  max {ppu['max']}")
+    click.echo(f"  prompt {unit:<8} min {pl['min']}  median {pl['median']:g}  p90 {pl['p90']:g}  max {pl['max']}")
+    click.echo(f"  response {unit:<6} min {rl['min']}  median {rl['median']:g}  p90 {rl['p90']:g}  max {rl['max']}")

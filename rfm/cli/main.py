@@ -1,0 +1,35 @@
+"""Entry point of the `rfm` console script."""
+
+from __future__ import annotations
+
+import click
+
+from rfm import __version__
+from rfm.cli.common import RfmGroup
+from rfm.cli.data import data
+from rfm.cli.export import export
+from rfm.cli.train import train
+
+
+@click.group(cls=RfmGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="rfm")
+def cli() -> None:
+    """rfm: personalised reward-feature models.
+
+    Train shared reward features on many raters (`rfm train`), export them to ONNX (`rfm export`),
+    then adapt a tiny weight vector per user on their own machine (`rfm adapt`, `rfm feedback`,
+    `rfm rerank`). `rfm demo` runs the whole pipeline offline on real data.
+    """
+
+
+cli.add_command(data)
+cli.add_command(train)
+cli.add_command(export)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

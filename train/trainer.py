@@ -1,0 +1,239 @@
+"""Train the RFM (or a baseline) on rater-identified pairs with the Bradley-Terry objective.
+
+p(y > y' | x, h) = sigmoid(<phi(x, y) - phi(x, y'), w_h>), with w_h = w_0 + delta_h and an L2
+penalty on the deviations delta_h (the rater matrix W = w_0 + Delta). The head is trained with
+weight decay and input dropout; a validation share of every rater's pairs picks the best epoch by
+validation log-likelihood (early stopping), because a frozen-encoder head overfits fast.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from rfm.data.jsonl import Pair
+from rfm.errors import UsageError
+
+POPULATION_USER = "__population__"
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of `rfm train`, with defaults that work on the shared data (see benchmarks/)."""
+
+    kind: str = "rfm"  # rfm | baseline | linear-probe
+    backbone: str = "minilm"
+    features: int = 32
+    head: str = "linear"  # linear | mlp
+    head_hidden: int = 256
+    tune: str = "head"  # head | full
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 3e-3
+    backbone_lr: float = 3e-5
+    weight_decay: float = 0.05
+    w_l2: float = 0.05
+    dropout: float = 0.2
+    max_length: int = 256
+    val_frac: float = 0.15
+    patience: int = 6
+    min_pairs: int = 5
+    probe_l2: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class PairData:
+    """Pairs as indices into a list of distinct (prompt, response) texts."""
+
+    texts: list[tuple[str, str]]
+    a: np.ndarray
+    b: np.ndarray
+    user: np.ndarray
+    user_ids: list[str]
+    dropped_users: dict[str, int] = field(default_factory=dict)
+
+
+def index_pairs(pairs: Sequence[Pair], cfg: TrainConfig, source: str = "data") -> PairData:
+    """Map pairs to distinct texts and rater rows; validates what the chosen kind needs."""
+    if cfg.kind == "rfm":
+        missing = sum(p.user_id is None for p in pairs)
+        if missing:
+            raise UsageError(f"{source}: {missing} pairs have no user_id; an RFM needs rater ids "
+                             "(use --baseline for data without them)")
+        counts = Counter(p.user_id for p in pairs)
+        keep = {u for u, n in counts.items() if n >= cfg.min_pairs}
+        dropped = {u: n for u, n in counts.items() if u not in keep}
+        if not keep:
+            raise UsageError(f"{source}: no user has at least {cfg.min_pairs} pairs (--min-pairs)")
+        pairs = [p for p in pairs if p.user_id in keep]
+        user_ids = sorted(keep)
+    else:
+        dropped, user_ids = {}, [POPULATION_USER]
+    row = {u: i for i, u in enumerate(user_ids)}
+    text_index: dict[tuple[str, str], int] = {}
+    a, b, user = [], [], []
+    for p in pairs:
+        a.append(text_index.setdefault((p.prompt, p.chosen), len(text_index)))
+        b.append(text_index.setdefault((p.prompt, p.rejected), len(text_index)))
+        user.append(row[p.user_id] if cfg.kind == "rfm" else 0)
+    return PairData(list(text_index), np.array(a), np.array(b), np.array(user), user_ids, dropped)
+
+
+def validation_mask(user: np.ndarray, frac: float, seed: int) -> np.ndarray:
+    """A seeded per-rater share of pairs held out for validation (none for raters with < 4 pairs)."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(user), dtype=bool)
+    for u in np.unique(user):
+        rows = np.flatnonzero(user == u)
+        if len(rows) >= 4 and frac > 0:
+            take = max(1, int(round(frac * len(rows))))
+            mask[rng.choice(rows, size=take, replace=False)] = True
+    return mask
+
+
+class RaterWeights(nn.Module):
+    """w_h = w_0 + delta_h; the baseline keeps w_0 = 1 fixed (a scalar reward, d = 1)."""
+
+    def __init__(self, n_users: int, d: int, trainable: bool, seed: int):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed + 1)
+        init = torch.randn(d, generator=gen) / math.sqrt(d) if trainable else torch.ones(d)
+        self.shared = nn.Parameter(init, requires_grad=trainable)
+        self.delta = nn.Parameter(torch.zeros(n_users, d), requires_grad=trainable)
+
+    def forward(self, user: torch.Tensor) -> torch.Tensor:
+        return self.shared + self.delta[user]
+
+    def matrix(self) -> np.ndarray:
+        return (self.shared + self.delta).detach().cpu().numpy().astype(np.float64)
+
+
+def bt_loss(phi_a: torch.Tensor, phi_b: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean negative Bradley-Terry log-likelihood and the margins."""
+    margin = ((phi_a - phi_b) * w).sum(-1)
+    return nn.functional.softplus(-margin).mean(), margin
+
+
+@dataclass
+class FitResult:
+    weights: RaterWeights
+    history: list[dict]
+    best_epoch: int
+    metrics: dict
+
+
+def fit_bradley_terry(
+    data: PairData,
+    featurise: Callable[[np.ndarray, bool], torch.Tensor],
+    trainable: Sequence[nn.Module],
+    cfg: TrainConfig,
+    d: int,
+    progress: bool = True,
+    module_lrs: Sequence[float] | None = None,
+) -> FitResult:
+    """Minibatch AdamW on the BT objective with early stopping on validation log-likelihood.
+
+    `featurise(text_indices, train_mode)` returns phi for those distinct texts; `module_lrs` gives each
+    trainable module its own learning rate (default: cfg.lr for all).
+    """
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    val = validation_mask(data.user, cfg.val_frac, cfg.seed)
+    train_rows, val_rows = np.flatnonzero(~val), np.flatnonzero(val)
+    weights = RaterWeights(len(data.user_ids), d, trainable=cfg.kind == "rfm", seed=cfg.seed)
+    lrs = module_lrs or [cfg.lr] * len(trainable)
+    groups = [{"params": [p for p in m.parameters() if p.requires_grad], "lr": lr, "weight_decay": cfg.weight_decay}
+              for m, lr in zip(trainable, lrs, strict=True)]
+    if cfg.kind == "rfm":
+        groups.append({"params": list(weights.parameters()), "lr": cfg.lr, "weight_decay": 0.0})
+    groups = [g for g in groups if g["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+
+    def evaluate(rows: np.ndarray) -> tuple[float, float]:
+        if len(rows) == 0:
+            return float("nan"), float("nan")
+        with torch.no_grad():
+            for m in trainable:
+                m.eval()
+            needed = np.unique(np.concatenate([data.a[rows], data.b[rows]]))
+            phi = featurise(needed, False)
+            pos = {t: i for i, t in enumerate(needed.tolist())}
+            ia = torch.tensor([pos[t] for t in data.a[rows]])
+            ib = torch.tensor([pos[t] for t in data.b[rows]])
+            loss, margin = bt_loss(phi[ia], phi[ib], weights(torch.from_numpy(data.user[rows])))
+        return float(loss), float((margin > 0).float().mean())
+
+    history: list[dict] = []
+    best = (math.inf, -1, None)
+    bad_epochs = 0
+    bar = tqdm(range(1, cfg.epochs + 1), desc=f"training {cfg.kind}", unit="epoch", disable=not progress)
+    for epoch in bar:
+        for m in trainable:
+            m.train()
+        order = rng.permutation(train_rows)
+        for start in range(0, len(order), cfg.batch_size):
+            rows = order[start : start + cfg.batch_size]
+            needed, inverse = np.unique(np.concatenate([data.a[rows], data.b[rows]]), return_inverse=True)
+            phi = featurise(needed, True)
+            ia, ib = inverse[: len(rows)], inverse[len(rows) :]
+            loss, _ = bt_loss(phi[ia], phi[ib], weights(torch.from_numpy(data.user[rows])))
+            if cfg.kind == "rfm":
+                loss = loss + cfg.w_l2 * (weights.delta.pow(2).sum(-1).mean() + 1e-3 * weights.shared.pow(2).sum())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        train_loss, train_acc = evaluate(train_rows)
+        val_loss, val_acc = evaluate(val_rows)
+        history.append({"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
+                        "val_loss": val_loss, "val_acc": val_acc})
+        bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", val_acc=f"{val_acc:.3f}")
+        score = val_loss if len(val_rows) else train_loss
+        if score < best[0] - 1e-5:
+            state = ([copy.deepcopy(m.state_dict()) for m in trainable], copy.deepcopy(weights.state_dict()))
+            best, bad_epochs = (score, epoch, state), 0
+        else:
+            bad_epochs += 1
+            if len(val_rows) and bad_epochs >= cfg.patience:
+                break
+    bar.close()
+    module_states, weight_state = best[2]
+    for m, s in zip(trainable, module_states, strict=True):
+        m.load_state_dict(s)
+    weights.load_state_dict(weight_state)
+    best_row = history[best[1] - 1]
+    metrics = {k: best_row[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc")}
+    metrics.update(train_pairs=int(len(train_rows)), val_pairs=int(len(val_rows)), epochs_run=len(history))
+    return FitResult(weights, history, best[1], metrics)
+
+
+def population_prior(weights: np.ndarray, floor: float = 1e-4) -> dict[str, np.ndarray]:
+    """Mean and a well-conditioned (Ledoit-Wolf shrunk, floored) covariance of rater weight rows."""
+    d = weights.shape[1]
+    mean = weights.mean(axis=0)
+    if weights.shape[0] < 2:
+        cov = np.eye(d) * floor
+    else:
+        from sklearn.covariance import LedoitWolf
+
+        cov = LedoitWolf().fit(weights).covariance_
+        cov = 0.5 * (cov + cov.T) + floor * np.eye(d)
+    return {"mean": mean, "cov": cov, "count": np.array(weights.shape[0])}
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    return asdict(cfg)
+
+
+def elapsed(start: float) -> float:
+    return round(time.perf_counter() - start, 3)
