@@ -134,4 +134,4 @@ class MAPLogisticRegression:
 
     @property
     def n_samples_(self) -> int:
-        return int(len(self._y))
+        return len(self._y)

@@ -9,15 +9,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rfm.export.onnx_export import (
+    export_fp32,
+    fuse_transformer,
+    onnx_features,
+    torch_features,
+    validation_batches,
+)
+from rfm.export.quantize import convert_fp16, quantize_int8
+from rfm.export.sample import sample_pairs
+from rfm.runtime.artifact import FORMAT, FORMAT_VERSION, MANIFEST, load_artifact, sha256_file
+from rfm.runtime.tokenize import PairTokenizer
 
 from rfm import __version__
 from rfm.errors import RfmError, UsageError
-from rfm.export.onnx_export import export_fp32, fuse_transformer, onnx_features, torch_features, validation_batches
-from rfm.export.quantize import convert_fp16, quantize_int8
-from rfm.export.sample import sample_pairs
 from rfm.fileio import atomic_open, publish, staging_dir
-from rfm.runtime.artifact import FORMAT, FORMAT_VERSION, MANIFEST, load_artifact, sha256_file
-from rfm.runtime.tokenize import PairTokenizer
 
 FP32_TOL = 1e-4
 INT8_MIN_COSINE = 0.99

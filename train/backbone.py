@@ -6,8 +6,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from rfm.errors import UsageError
 from rfm.runtime.tokenize import minilm_dir
+
+from rfm.errors import UsageError
 
 
 def resolve_backbone(name: str) -> str:

@@ -9,17 +9,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from rfm.adapt import MAPLogisticRegression
-from rfm.data.jsonl import load_pairs
-from rfm.errors import UsageError
-from rfm.fileio import atomic_open, publish, staging_dir
 from rfm.runtime.tokenize import TRUNCATION_STRATEGY, PairTokenizer
 from rfm.train.backbone import hub_offline, load_backbone, weights_fingerprint
 from rfm.train.embed_cache import EmbeddingCache, embed_texts
 from rfm.train.model import RewardFeatureModel, rfm_config
 from rfm.train.rundir import SUMMARY_FILE, save_raters
-from rfm.train.trainer import PairData, TrainConfig, config_dict, fit_bradley_terry, index_pairs, population_prior
+from rfm.train.trainer import (
+    PairData,
+    TrainConfig,
+    config_dict,
+    fit_bradley_terry,
+    index_pairs,
+    population_prior,
+)
+
+from rfm.data.jsonl import load_pairs
+from rfm.errors import UsageError
+from rfm.fileio import atomic_open, publish, staging_dir
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -77,7 +84,7 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
         model = RewardFeatureModel(config, backbone=backbone)
         model.eval()
         pair_tok = PairTokenizer(hf_tokenizer.backend_tokenizer, cfg.max_length, pad_id=hf_tokenizer.pad_token_id)
-        summary: dict = {"config": config_dict(cfg), "users": len(data.user_ids), "pairs": int(len(data.a)),
+        summary: dict = {"config": config_dict(cfg), "users": len(data.user_ids), "pairs": len(data.a),
                          "distinct_texts": len(data.texts), "dropped_users": data.dropped_users}
         if cfg.tune == "head":
             embeddings, summary["encoded_texts"], summary["cache"] = _cached_embeddings(
@@ -149,7 +156,7 @@ def _fit_linear_probe(emb: np.ndarray, data: PairData, cfg: TrainConfig) -> tupl
     acc = float(np.mean(delta @ population.coef_ > 0))
     d = emb.shape[1]
     prior = {"mean": population.coef_, "cov": np.eye(d) * cfg.probe_l2, "count": np.array(1)}
-    return population.coef_[None, :], prior, {"train_acc": acc, "train_pairs": int(len(delta))}
+    return population.coef_[None, :], prior, {"train_acc": acc, "train_pairs": len(delta)}
 
 
 def _train_full(model: RewardFeatureModel, pair_tok: PairTokenizer, data: PairData, cfg: TrainConfig,

@@ -27,10 +27,9 @@ def load_raters(folder: str | os.PathLike) -> tuple[list[str], np.ndarray]:
 
 def load_run(folder: str | os.PathLike):
     """(RewardFeatureModel in eval mode, tokenizer, config) from a run dir."""
+    from rfm.train.model import RewardFeatureModel
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoTokenizer
-
-    from rfm.train.model import RewardFeatureModel
 
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():

@@ -95,7 +95,7 @@ def validation_mask(user: np.ndarray, frac: float, seed: int) -> np.ndarray:
     for u in np.unique(user):
         rows = np.flatnonzero(user == u)
         if len(rows) >= 4 and frac > 0:
-            take = max(1, int(round(frac * len(rows))))
+            take = max(1, round(frac * len(rows)))
             mask[rng.choice(rows, size=take, replace=False)] = True
     return mask
 
@@ -213,7 +213,7 @@ def fit_bradley_terry(
     weights.load_state_dict(weight_state)
     best_row = history[best[1] - 1]
     metrics = {k: best_row[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc")}
-    metrics.update(train_pairs=int(len(train_rows)), val_pairs=int(len(val_rows)), epochs_run=len(history))
+    metrics.update(train_pairs=len(train_rows), val_pairs=len(val_rows), epochs_run=len(history))
     return FitResult(weights, history, best[1], metrics)
 
 

@@ -25,7 +25,8 @@ def convert(fmt: str, src: tuple[str, ...], output: str, as_json: bool) -> None:
 
     Rows whose two responses are identical or empty carry no preference: they are dropped and counted.
     """
-    from rfm.data.convert import ConvertReport, convert as run_convert
+    from rfm.data.convert import ConvertReport
+    from rfm.data.convert import convert as run_convert
     from rfm.data.jsonl import write_pairs
 
     report = ConvertReport()

@@ -55,7 +55,8 @@ def train(data: str, output: str, baseline: str | None, as_json: bool, quiet: bo
     run dir for `rfm export`.
     """
     require_train_extra()
-    from rfm.train.run import describe, train as run_train
+    from rfm.train.run import describe
+    from rfm.train.run import train as run_train
     from rfm.train.trainer import TrainConfig
 
     kind = {"bt": "baseline", "linear-probe": "linear-probe", None: "rfm"}[baseline]

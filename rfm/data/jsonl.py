@@ -55,8 +55,7 @@ def open_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
-            for lineno, raw in enumerate(handle, start=1):
-                yield lineno, raw
+            yield from enumerate(handle, start=1)
     except (OSError, EOFError) as exc:
         raise DataError(f"{path}: cannot read: {exc}") from None
 

@@ -1,0 +1,241 @@
+"""Runtime commands (no torch needed): adapt, feedback, score, rerank, users."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from rfm.cli.common import RfmGroup, echo_json, info
+from rfm.errors import UsageError
+
+
+def runtime_options(func: Callable) -> Callable:
+    """--store, --device, --precision, --threads, --prior: shared by every runtime command."""
+    options = [
+        click.option("--store", type=click.Path(file_okay=False), default=None,
+                     help="User store root (default: $RFM_HOME, else the platform's user data dir)."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "int8", "fp16"]), default="auto",
+                     show_default=True, help="auto: int8 on CPU, fp16 on GPU."),
+        click.option("--threads", type=click.IntRange(1), default=None, help="onnxruntime intra-op threads."),
+        click.option("--prior", type=click.Choice(["population", "none"]), default="population", show_default=True,
+                     help="Adapter prior: the population's (empirical Bayes) or plain L2 towards zero."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def load_model(artifact: str, store, device, precision, threads, prior):
+    from rfm.runtime import RewardModel
+
+    return RewardModel.load(artifact, device=device, precision=precision, threads=threads, store=store, prior=prior)
+
+
+def read_candidates(source: str) -> list[str]:
+    """Candidates from a file or '-' (stdin): one per line, or JSONL with a 'text'/'response' field or strings."""
+    if source == "-":
+        lines = sys.stdin.read().splitlines()
+        name = "<stdin>"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise UsageError(f"{source}: no such candidates file")
+        lines = path.read_text(encoding="utf-8").splitlines()
+        name = source
+    candidates = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith(("{", '"')):
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{name}:{n}: bad JSON ({exc.msg})") from None
+            if isinstance(value, dict):
+                value = value.get("text", value.get("response"))
+            if not isinstance(value, str) or not value.strip():
+                raise UsageError(f"{name}:{n}: expected a string or an object with a 'text' field")
+            candidates.append(value)
+        else:
+            candidates.append(line)
+    if not candidates:
+        raise UsageError(f"{name}: no candidates")
+    return candidates
+
+
+@click.command()
+@click.argument("artifact", type=click.Path(file_okay=False))
+@click.option("--user", required=True, help="User id (any string).")
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--replace", is_flag=True, help="Forget the user's earlier choices first.")
+@click.option("--json", "as_json", is_flag=True)
+@runtime_options
+def adapt(artifact, user, data, replace, as_json, **rt) -> None:
+    """Adapt USER's weights from their choices in DATA (JSONL pairs; user_id ignored)."""
+    from rfm.data.jsonl import load_pairs
+
+    pairs = [(p.prompt, p.chosen, p.rejected) for p in load_pairs(data)]
+    model = load_model(artifact, **rt)
+    w = model.adapt(user, pairs, replace=replace)
+    record = model.store.read(user)
+    result = {"user": user, "pairs": len(pairs), "stored": len(record.deltas), "file": str(model.store.path(user)),
+              "w": w.tolist()}
+    if as_json:
+        echo_json(result)
+    else:
+        info(f"adapted {user!r} on {len(pairs)} choices ({result['stored']} stored) -> {result['file']}")
+
+
+@click.command()
+@click.argument("artifact", type=click.Path(file_okay=False))
+@click.option("--user", required=True)
+@click.option("--prompt", required=True)
+@click.option("--chosen", required=True, help="The response the user preferred.")
+@click.option("--rejected", required=True, help="The response the user passed over.")
+@click.option("--json", "as_json", is_flag=True)
+@runtime_options
+def feedback(artifact, user, prompt, chosen, rejected, as_json, **rt) -> None:
+    """Record one choice of USER and refit their weights on the device."""
+    model = load_model(artifact, **rt)
+    w = model.feedback(user, prompt, chosen, rejected)
+    record = model.store.read(user)
+    if as_json:
+        echo_json({"user": user, "stored": len(record.deltas), "feedback_total": record.feedback_total,
+                   "w": w.tolist()})
+    else:
+        info(f"recorded; {user!r} has {record.feedback_total} choices ({len(record.deltas)} stored)")
+
+
+def _score_command(name: str, doc: str, top_k_option: bool) -> click.Command:
+    @click.argument("artifact", type=click.Path(file_okay=False))
+    @click.option("--user", required=True)
+    @click.option("--prompt", required=True)
+    @click.argument("candidates", default="-")
+    @click.option("--json", "as_json", is_flag=True)
+    @runtime_options
+    def command(artifact, user, prompt, candidates, as_json, top_k=None, **rt) -> None:
+        texts = read_candidates(candidates)
+        model = load_model(artifact, **rt)
+        ranked = model.rerank(user, prompt, texts, top_k=top_k)
+        if not top_k_option:
+            ranked.sort(key=lambda r: r.index)
+        rows = [{"index": r.index, "score": r.score, "text": r.text} for r in ranked]
+        personal = model.store.read(user) is not None
+        if as_json:
+            echo_json({"user": user, "personalised": personal, "candidates": rows})
+            return
+        if not personal:
+            info(f"note: no stored choices for {user!r}; using the population prior")
+        for rank, r in enumerate(rows, start=1):
+            text = r["text"].replace("\n", " ")
+            click.echo(f"{rank:>3}  {r['score']:+8.3f}  [{r['index']}] {text[:100]}")
+
+    if top_k_option:
+        command = click.option("--top-k", type=click.IntRange(1), default=None,
+                               help="Show only the best K.")(command)
+    command.__doc__ = doc
+    return click.command(name)(command)
+
+
+rerank = _score_command("rerank", "Rank CANDIDATES (file with one per line or JSONL, or - for stdin) for USER, "
+                                  "best first.", True)
+score = _score_command("score", "Score CANDIDATES (file or -) for USER, in input order.", False)
+
+
+@click.group(cls=RfmGroup)
+def users() -> None:
+    """List, show or delete the users stored for an artifact."""
+
+
+def _store(artifact: str, store: str | None):
+    from rfm.runtime import UserStore, load_artifact
+
+    art = load_artifact(artifact)
+    return UserStore(art.fingerprint, art.features, store)
+
+
+@users.command("list")
+@click.argument("artifact", type=click.Path(file_okay=False))
+@click.option("--store", type=click.Path(file_okay=False), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def users_list(artifact, store, as_json) -> None:
+    """Users with stored weights for ARTIFACT."""
+    records = _store(artifact, store).users()
+    rows = [{"user": r.user_id, "stored": len(r.deltas), "feedback_total": r.feedback_total,
+             "updated": r.updated} for r in records]
+    if as_json:
+        echo_json({"users": rows})
+    else:
+        for row in rows:
+            click.echo(f"{row['user']}\t{row['feedback_total']} choices")
+
+
+@users.command("show")
+@click.argument("artifact", type=click.Path(file_okay=False))
+@click.argument("user")
+@click.option("--store", type=click.Path(file_okay=False), default=None)
+def users_show(artifact, user, store) -> None:
+    """Everything stored for USER, as JSON."""
+    user_store = _store(artifact, store)
+    record = user_store.read(user)
+    if record is None:
+        raise UsageError(f"no stored data for user {user!r} in {user_store.folder}")
+    echo_json({**record.to_json(), "file": str(user_store.path(user))})
+
+
+@users.command("delete")
+@click.argument("artifact", type=click.Path(file_okay=False))
+@click.argument("user")
+@click.option("--store", type=click.Path(file_okay=False), default=None)
+def users_delete(artifact, user, store) -> None:
+    """Delete everything stored for USER."""
+    if _store(artifact, store).delete(user):
+        info(f"deleted {user!r}")
+    else:
+        raise UsageError(f"no stored data for user {user!r}")
+
+
+@click.command("eval")
+@click.argument("artifact", type=click.Path(file_okay=False))
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--shots", default="0,5,10,20,50", show_default=True, help="Shot counts m (0 = population prior).")
+@click.option("--repeats", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--adapter", type=click.Choice(["map", "l2"]), default="map", show_default=True,
+              help="map: Gaussian prior from the population (empirical Bayes); l2: the paper's plain L2.")
+@click.option("--C", "C", type=float, default=1.0, show_default=True, help="Inverse L2 strength for --adapter l2.")
+@click.option("--disjoint-responses", is_flag=True,
+              help="Test pairs share no response text with the adaptation pairs.")
+@click.option("--seen", is_flag=True, help="DATA is the seen-user test split: use each rater's trained weights.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "int8", "fp16"]), default="auto",
+              show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print all figures as one JSON object.")
+def evaluate_command(artifact, data, shots, repeats, seed, adapter, C, disjoint_responses, seen, device, precision,
+                     threads, as_json) -> None:
+    """Accuracy of personalised rewards on DATA: held-out users adapted from m of their choices."""
+    from rfm.cli.common import int_list
+    from rfm.evaluation import evaluate
+
+    result = evaluate(artifact, data, int_list(shots, "--shots"), repeats, seed, adapter, precision, device,
+                      threads, disjoint_responses, seen, C, progress=not as_json)
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(f"{result['artifact']} ({result['kind']}, {result['precision']}, adapter {result['adapter']})")
+    if result["seen"]:
+        s = result["seen"]
+        click.echo(f"seen users: {s['users']}, accuracy {s['accuracy']:.3f} on {s['pairs']} pairs")
+    else:
+        click.echo(f"held-out users: {result['heldout']['users']}")
+        click.echo(f"{'m':>5}  {'accuracy':>8}  {'95% CI':>15}  users  skipped")
+        for m, row in result["heldout"]["shots"].items():
+            lo, hi = row["ci95"]
+            click.echo(f"{m:>5}  {row['accuracy']:8.3f}  [{lo:.3f}, {hi:.3f}]  {row['users']:>5}  "
+                       f"{row['skipped_users']:>7}")

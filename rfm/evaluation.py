@@ -1,0 +1,204 @@
+"""`rfm eval`: the paper's protocol (DESIGN §4) through the ONNX runtime and the on-device adapter.
+
+Held-out users: for each user, shot count m and seeded repeat, adapt w on m of the user's pairs and
+measure accuracy on the rest; average per user, then over users, with a 95% bootstrap interval over
+users. m = 0 is the population prior. Seen users: each training rater's own row of W.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rfm.adapt import MAPLogisticRegression
+from rfm.data.jsonl import Pair, load_pairs
+from rfm.errors import UsageError
+from rfm.runtime.artifact import Artifact, load_artifact
+from rfm.runtime.features import FeatureExtractor
+
+
+@dataclass
+class UserPairs:
+    """One user's pairs as feature differences, with the response texts (for the disjoint option)."""
+
+    deltas: np.ndarray
+    texts: list[tuple[str, str]]
+
+
+def featurise_pairs(extractor: FeatureExtractor, pairs: Sequence[Pair], progress: bool = False) -> np.ndarray:
+    """phi(chosen) - phi(rejected) per pair, computing each distinct (prompt, response) once."""
+    index: dict[tuple[str, str], int] = {}
+    for p in pairs:
+        index.setdefault((p.prompt, p.chosen), len(index))
+        index.setdefault((p.prompt, p.rejected), len(index))
+    texts = list(index)
+    phi = np.empty((len(texts), extractor.dim), dtype=np.float64)
+    step = 256
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(texts), desc="features", unit="text")
+        except ImportError:
+            bar = None
+    for start in range(0, len(texts), step):
+        chunk = texts[start : start + step]
+        phi[start : start + len(chunk)] = extractor([p for p, _ in chunk], [r for _, r in chunk])
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    a = np.array([index[(p.prompt, p.chosen)] for p in pairs])
+    b = np.array([index[(p.prompt, p.rejected)] for p in pairs])
+    return phi[a] - phi[b]
+
+
+def group_by_user(pairs: Sequence[Pair], deltas: np.ndarray) -> dict[str, UserPairs]:
+    rows: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(pairs):
+        if p.user_id is not None:
+            rows[p.user_id].append(i)
+    return {u: UserPairs(deltas[idx], [(pairs[i].chosen, pairs[i].rejected) for i in idx])
+            for u, idx in sorted(rows.items())}
+
+
+def accuracy(deltas: np.ndarray, w: np.ndarray) -> float:
+    """Share of pairs ranked right; a tie counts half."""
+    margin = deltas @ w
+    return float(np.mean((margin > 0) + 0.5 * (margin == 0)))
+
+
+def bootstrap_ci(values: Sequence[float], seed: int, n_boot: int = 2000) -> list[float]:
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return [float(values.mean()), float(values.mean())] if len(values) else [float("nan")] * 2
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def _rng(seed: int, user: str, m: int, repeat: int) -> np.random.Generator:
+    digest = hashlib.sha256(f"{seed}|{user}|{m}|{repeat}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def split_shots(user: str, data: UserPairs, m: int, repeat: int, seed: int, disjoint: bool
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of m adaptation pairs and of the test pairs (sharing no response with them if `disjoint`)."""
+    n = len(data.deltas)
+    perm = _rng(seed, user, m, repeat).permutation(n)
+    train, test = perm[:m], perm[m:]
+    if disjoint and m:
+        seen = {t for i in train for t in data.texts[i]}
+        test = np.array([i for i in test if not (set(data.texts[i]) & seen)], dtype=np.int64)
+    return train, test
+
+
+class Adapter:
+    """How w is obtained from a few choices: MAP with the population prior, plain L2, or not at all."""
+
+    def __init__(self, artifact: Artifact, kind: str = "map", C: float = 1.0, prior_scale: float = 1.0):
+        if kind not in ("map", "l2"):
+            raise UsageError("--adapter must be map or l2")
+        self.population = artifact.population()
+        self.kind, self.C, self.prior_scale = kind, C, prior_scale
+        self.adaptive = artifact.adaptive
+
+    def fit(self, deltas: np.ndarray) -> np.ndarray:
+        mean = self.population["mean"]
+        if not self.adaptive:
+            return mean
+        if len(deltas) == 0:
+            return mean if self.kind == "map" else np.zeros_like(mean) + mean  # m = 0: the population prior
+        if self.kind == "map":
+            model = MAPLogisticRegression(mean, self.population["cov"], prior="population",
+                                          prior_scale=self.prior_scale)
+        else:
+            model = MAPLogisticRegression(prior="none", C=self.C)
+        return model.fit(deltas, np.ones(len(deltas))).coef_
+
+
+def evaluate_heldout(users: dict[str, UserPairs], adapter: Adapter, shots: Sequence[int], repeats: int,
+                     seed: int, disjoint: bool = False, min_test: int = 1) -> dict:
+    """Held-out accuracy at each shot count: per user (mean over repeats), then over users."""
+    result: dict = {"users": len(users), "shots": {}}
+    for m in shots:
+        per_user, skipped = [], 0
+        for user, data in users.items():
+            scores = []
+            for r in range(repeats if m > 0 else 1):
+                train, test = split_shots(user, data, m, r, seed, disjoint)
+                if len(train) < m or len(test) < min_test:
+                    continue
+                scores.append(accuracy(data.deltas[test], adapter.fit(data.deltas[train])))
+            if scores:
+                per_user.append(float(np.mean(scores)))
+            else:
+                skipped += 1
+        result["shots"][str(m)] = {
+            "accuracy": float(np.mean(per_user)) if per_user else float("nan"),
+            "ci95": bootstrap_ci(per_user, seed),
+            "users": len(per_user),
+            "skipped_users": skipped,
+        }
+    return result
+
+
+def evaluate_seen(users: dict[str, UserPairs], artifact: Artifact) -> dict:
+    """Each training rater's own trained row of W on their held-back pairs (pooled over pairs)."""
+    raters = artifact.raters()
+    if raters is None:
+        raise UsageError(f"{artifact.root}: the artifact carries no rater weights for --seen")
+    ids, weights = raters
+    row = {u: i for i, u in enumerate(ids)}
+    known = {u: d for u, d in users.items() if u in row}
+    if not known and len(ids) == 1:  # baselines and probes have one shared row
+        known, row = users, dict.fromkeys(users, 0)
+    if not known:
+        raise UsageError("--seen: none of the data's users is a training rater of this artifact")
+    correct = sum(accuracy(d.deltas, weights[row[u]]) * len(d.deltas) for u, d in known.items())
+    total = sum(len(d.deltas) for d in known.values())
+    per_user = [accuracy(d.deltas, weights[row[u]]) for u, d in known.items()]
+    return {"users": len(known), "accuracy": correct / total, "user_mean_accuracy": float(np.mean(per_user)),
+            "pairs": total, "unknown_users": len(users) - len(known)}
+
+
+def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Sequence[int] = (0, 5, 10, 20, 50),
+             repeats: int = 5, seed: int = 0, adapter: str = "map", precision: str = "auto", device: str = "auto",
+             threads: int | None = None, disjoint: bool = False, seen: bool = False, C: float = 1.0,
+             prior_scale: float = 1.0, progress: bool = False) -> dict:
+    """The full `rfm eval` result object (DESIGN §3.5)."""
+    if any(m < 0 for m in shots):
+        raise UsageError("--shots must be >= 0")
+    if repeats < 1:
+        raise UsageError("--repeats must be >= 1")
+    artifact = load_artifact(artifact_dir)
+    extractor = FeatureExtractor(artifact, device=device, precision=precision, threads=threads)
+    pairs = load_pairs(data)
+    users = group_by_user(pairs, featurise_pairs(extractor, pairs, progress))
+    if not users:
+        raise UsageError(f"{data}: no pairs with a user_id to evaluate")
+    result = {"artifact": str(artifact_dir), "precision": extractor.precision, "device": extractor.device,
+              "adapter": adapter if artifact.adaptive else "none (non-adaptive model)", "kind":
+              artifact.manifest.get("kind"), "data": str(data), "seed": seed, "repeats": repeats,
+              "disjoint_responses": disjoint}
+    if seen:
+        result["heldout"] = {"users": 0, "shots": {}}
+        result["seen"] = evaluate_seen(users, artifact)
+    else:
+        raters = artifact.raters()
+        overlap = set(users) & set(raters[0]) if raters else set()
+        if overlap and overlap == set(users):
+            raise UsageError(f"{data}: every user is a training rater of this artifact; pass --seen for the "
+                             "seen-user test split, or use held-out users")
+        result["heldout"] = evaluate_heldout(users, Adapter(artifact, adapter, C, prior_scale), shots, repeats,
+                                             seed, disjoint)
+        result["heldout"]["training_raters_in_data"] = len(overlap)
+        result["seen"] = None
+    return result

@@ -1,0 +1,55 @@
+"""Features phi(x, y) for (prompt, response) pairs: tokenise, batch by length, run the ONNX graph."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from rfm.runtime.artifact import Artifact
+from rfm.runtime.session import choose_device, choose_precision, make_session
+from rfm.runtime.tokenize import PairTokenizer, load_tokenizer_file
+
+
+class FeatureExtractor:
+    """Load once, call many times: `extractor(prompts, responses) -> (n, d) float32`."""
+
+    def __init__(self, artifact: Artifact, device: str = "auto", precision: str = "auto",
+                 threads: int | None = None, batch_size: int = 32):
+        self.artifact = artifact
+        self.device = choose_device(device)
+        self.precision = choose_precision(artifact, self.device, precision)
+        path = artifact.model_path(self.precision)
+        artifact.verify(path.name)
+        tokenizer = load_tokenizer_file(artifact.root / "tokenizer.json")
+        if tokenizer is None:
+            raise FileNotFoundError(f"{artifact.root}/tokenizer.json: missing")
+        truncation = artifact.manifest["truncation"]["strategy"]
+        self.tokenizer = PairTokenizer(tokenizer, artifact.max_length, truncation,
+                                       pad_id=artifact.manifest.get("pad_token_id", 0))
+        self.session = make_session(path, self.device, threads)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.batch_size = int(batch_size)
+        self.dim = artifact.features
+
+    def run_batch(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """One session.run on an already padded batch."""
+        return self.session.run(["features"], {k: batch[k] for k in self.input_names})[0]
+
+    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        n = len(responses)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        if n == 0:
+            return out
+        encodings = self.tokenizer.encode(prompts, responses)
+        # Sorting by length keeps each batch's padding small; results go back to input order.
+        order = sorted(range(n), key=lambda i: len(encodings[i].ids))
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            out[idx] = self.run_batch(self.tokenizer.pad([encodings[i] for i in idx]))
+        return out
+
+    def candidates(self, prompt: str, responses: Sequence[str]) -> np.ndarray:
+        """Features of n candidate responses to one prompt."""
+        return self([prompt] * len(responses), list(responses))

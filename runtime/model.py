@@ -1,0 +1,122 @@
+"""The app-facing API: load an artifact once, then score, rerank, take feedback, ask questions.
+
+    rm = RewardModel.load("artifact/")            # verifies the manifest and file hashes
+    best = rm.rerank("alice", prompt, candidates, top_k=1)
+    rm.feedback("alice", prompt, chosen=a, rejected=b)   # adapts alice's w on the device
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from rfm.adapt import MAPLogisticRegression, rank_queries
+from rfm.runtime.artifact import Artifact, load_artifact
+from rfm.runtime.features import FeatureExtractor
+from rfm.runtime.store import UserRecord, UserStore
+
+from rfm.errors import UsageError
+
+
+@dataclass
+class Ranked:
+    """One reranked candidate."""
+
+    index: int
+    text: str
+    score: float
+
+
+class RewardModel:
+    """Personalised reward r_u(x, y) = <phi(x, y), w_u> with per-user weights kept on local disk."""
+
+    def __init__(self, artifact: Artifact, extractor: FeatureExtractor, store: UserStore,
+                 prior: str = "population", C: float = 1.0):
+        self.artifact, self.extractor, self.store = artifact, extractor, store
+        self.population = artifact.population()
+        self.prior, self.C = prior, C
+
+    @classmethod
+    def load(cls, artifact: str | os.PathLike, device: str = "auto", precision: str = "auto",
+             threads: int | None = None, store: str | os.PathLike | None = None, prior: str = "population",
+             C: float = 1.0, max_stored: int = 512) -> RewardModel:
+        art = load_artifact(artifact)
+        extractor = FeatureExtractor(art, device=device, precision=precision, threads=threads)
+        return cls(art, extractor, UserStore(art.fingerprint, art.features, store, max_stored), prior, C)
+
+    # -- features and scores -------------------------------------------------------------------
+    def features(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        """phi for many (prompt, response) pairs, (n, d)."""
+        return self.extractor(prompts, responses)
+
+    def adapter(self) -> MAPLogisticRegression:
+        return MAPLogisticRegression(self.population["mean"], self.population["cov"], prior=self.prior, C=self.C)
+
+    def weights(self, user: str) -> np.ndarray:
+        """The user's w: their stored fit, else the population prior mean."""
+        record = self.store.read(user)
+        return record.w if record is not None else self.population["mean"].copy()
+
+    def score(self, user: str, prompt: str, candidates: Sequence[str]) -> np.ndarray:
+        """Rewards of candidate responses for this user."""
+        _check_candidates(candidates)
+        return self.extractor.candidates(prompt, candidates).astype(np.float64) @ self.weights(user)
+
+    def rerank(self, user: str, prompt: str, candidates: Sequence[str], top_k: int | None = None) -> list[Ranked]:
+        """Candidates best-first under the user's reward (best-of-n is top_k=1)."""
+        scores = self.score(user, prompt, candidates)
+        order = np.argsort(-scores, kind="stable")[: top_k or len(candidates)]
+        return [Ranked(int(i), candidates[i], float(scores[i])) for i in order]
+
+    # -- adaptation --------------------------------------------------------------------------
+    def feedback(self, user: str, prompt: str, chosen: str, rejected: str) -> np.ndarray:
+        """Record one choice and refit the user's w exactly on everything stored; returns w."""
+        return self.adapt(user, [(prompt, chosen, rejected)])
+
+    def adapt(self, user: str, pairs: Sequence[tuple[str, str, str]], replace: bool = False) -> np.ndarray:
+        """Add (prompt, chosen, rejected) choices (or replace all with `replace`) and refit; returns w."""
+        for _prompt, chosen, rejected in pairs:
+            if not chosen.strip() or not rejected.strip() or chosen.strip() == rejected.strip():
+                raise UsageError("a choice needs two different, non-empty responses")
+        prompts = [p for p, _, _ in pairs for _ in (0, 1)]
+        responses = [r for _, c, rej in pairs for r in (c, rej)]
+        phi = self.extractor(prompts, responses).astype(np.float64)
+        new = phi[0::2] - phi[1::2]
+        with self.store.locked(user):
+            record = self.store.read(user)
+            if record is None or replace:
+                record = UserRecord(user, self.artifact.fingerprint, self.population["mean"].copy(),
+                                    np.zeros((0, self.artifact.features)),
+                                    feedback_total=0 if record is None else record.feedback_total)
+            record.deltas = np.vstack([record.deltas, new])[-self.store.max_deltas :]
+            record.feedback_total += len(new)
+            record.w = self.fit(record.deltas)
+            self.store.write(record)
+        return record.w
+
+    def fit(self, deltas: np.ndarray) -> np.ndarray:
+        """MAP weights from feature differences (chosen - rejected); the prior mean for a non-adaptive model."""
+        if not self.artifact.adaptive or len(deltas) == 0:
+            return self.population["mean"].copy()
+        return self.adapter().fit(deltas, np.ones(len(deltas))).coef_
+
+    def next_question(self, user: str, prompt: str, candidates: Sequence[str],
+                      method: str = "information") -> tuple[int, int]:
+        """The pair of candidates whose answer would teach the most about this user's w."""
+        _check_candidates(candidates, at_least=2)
+        phi = self.extractor.candidates(prompt, candidates).astype(np.float64)
+        pairs = [(i, j) for i in range(len(candidates)) for j in range(i + 1, len(candidates))]
+        deltas = np.array([phi[i] - phi[j] for i, j in pairs])
+        record = self.store.read(user)
+        adapter = self.adapter()
+        if record is not None and len(record.deltas):
+            adapter.fit(record.deltas, np.ones(len(record.deltas)))
+        best = rank_queries(deltas, adapter.coef_, adapter.covariance_, method)[0]
+        return pairs[int(best)]
+
+
+def _check_candidates(candidates: Sequence[str], at_least: int = 1) -> None:
+    if isinstance(candidates, str) or len(candidates) < at_least:
+        raise UsageError(f"need at least {at_least} candidate response(s) as a list of strings")

@@ -1,0 +1,57 @@
+"""onnxruntime sessions, the lean way: pick device and precision once, then reuse the session."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import onnxruntime as ort
+from rfm.runtime.artifact import Artifact
+
+from rfm.errors import UsageError
+
+_fallback_told = False
+
+
+def cuda_available() -> bool:
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def choose_device(device: str) -> str:
+    """'auto' -> cuda when onnxruntime offers it, else cpu (said once); explicit cuda must exist."""
+    global _fallback_told
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not cuda_available():
+        raise UsageError("--device cuda: this onnxruntime has no CUDAExecutionProvider "
+                         "(install rfm[gpu] on a machine with an NVIDIA GPU, or use --device cpu)")
+    if device == "auto":
+        if cuda_available():
+            return "cuda"
+        if not _fallback_told and os.environ.get("RFM_QUIET") != "1":
+            print("rfm: no CUDA in onnxruntime; running on CPU", file=sys.stderr)
+            _fallback_told = True
+        return "cpu"
+    return device
+
+
+def choose_precision(artifact: Artifact, device: str, precision: str) -> str:
+    """'auto' -> int8 on CPU, fp16 (else fp32) on GPU; an explicit precision must be in the artifact."""
+    if precision == "auto":
+        order = ("int8", "fp32") if device == "cpu" else ("fp16", "fp32")
+        return next(p for p in order if p in artifact.precisions)
+    if precision not in artifact.precisions:
+        raise UsageError(f"--precision {precision}: not in {artifact.root} (has {', '.join(artifact.precisions)})")
+    return precision
+
+
+def make_session(path: str | os.PathLike, device: str, threads: int | None = None) -> ort.InferenceSession:
+    """An InferenceSession with full graph optimisation in memory (nothing hardware-specific is saved)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+    return ort.InferenceSession(str(path), options, providers=providers)

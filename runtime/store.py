@@ -1,0 +1,166 @@
+"""Per-user weight files on local disk (DESIGN §3.4).
+
+One JSON file per (artifact fingerprint, user): root/<fingerprint[:16]>/<sha256(user id)[:40]>.json.
+It holds w, the user's stored feature differences (bounded; oldest dropped first) so that a refit is
+exact, counts, timestamps and the format version. Writes are atomic (temp + fsync + rename) under an
+exclusive lock on a sibling .lock file, so concurrent writers lose nothing. A corrupt, truncated or
+foreign file is an error that names it and is never overwritten. User ids never touch the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rfm.errors import RfmError, UsageError
+from rfm.fileio import atomic_open
+from rfm.paths import user_data_dir
+
+USER_FORMAT = "rfm-user"
+USER_FORMAT_VERSION = 1
+MAX_USER_ID_BYTES = 4096
+
+
+class StoreError(RfmError):
+    """A user file that is corrupt, truncated or belongs to another artifact."""
+
+
+@dataclass
+class UserRecord:
+    """What is stored for one user of one artifact."""
+
+    user_id: str
+    fingerprint: str
+    w: np.ndarray
+    deltas: np.ndarray  # (m, d): phi(chosen) - phi(rejected), newest last
+    feedback_total: int = 0
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict:
+        return {"format": USER_FORMAT, "format_version": USER_FORMAT_VERSION, "fingerprint": self.fingerprint,
+                "user_id": self.user_id, "d": len(self.w), "w": self.w.tolist(), "deltas": self.deltas.tolist(),
+                "feedback_total": self.feedback_total, "stored": len(self.deltas),
+                "created": self.created, "updated": self.updated}
+
+
+def _reject_constant(value: str) -> float:
+    raise ValueError(f"non-finite number {value}")
+
+
+def check_user_id(user_id: str) -> str:
+    if not isinstance(user_id, str) or not user_id:
+        raise UsageError("--user must be a non-empty string")
+    if len(user_id.encode("utf-8", "surrogatepass")) > MAX_USER_ID_BYTES:
+        raise UsageError(f"--user: id longer than {MAX_USER_ID_BYTES} bytes")
+    return user_id
+
+
+def user_file_name(user_id: str) -> str:
+    """A fixed-length, path-safe name: the user id itself never becomes a path component."""
+    return hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()[:40] + ".json"
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock held on `path` (created if needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if os.name == "nt":  # pragma: no cover - exercised on Windows only
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+class UserStore:
+    """The users of one artifact (by fingerprint) under a root folder."""
+
+    def __init__(self, fingerprint: str, d: int, root: str | os.PathLike | None = None, max_deltas: int = 512):
+        self.root = Path(root) if root else user_data_dir()
+        self.fingerprint, self.d, self.max_deltas = fingerprint, int(d), int(max_deltas)
+        self.folder = self.root / fingerprint[:16]
+
+    def path(self, user_id: str) -> Path:
+        return self.folder / user_file_name(check_user_id(user_id))
+
+    @contextlib.contextmanager
+    def locked(self, user_id: str) -> Iterator[Path]:
+        path = self.path(user_id)
+        with file_lock(path.with_suffix(".lock")):
+            yield path
+
+    def read(self, user_id: str) -> UserRecord | None:
+        """The user's record, None if they have none; StoreError if the file is bad."""
+        return self._read_path(self.path(user_id), expect_user=user_id)
+
+    def _read_path(self, path: Path, expect_user: str | None = None) -> UserRecord | None:
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_reject_constant)
+            if not isinstance(data, dict) or data.get("format") != USER_FORMAT:
+                raise ValueError("not an rfm user file")
+            if data.get("format_version") != USER_FORMAT_VERSION:
+                raise ValueError(f"unknown format version {data.get('format_version')!r}")
+            w = np.asarray(data["w"], dtype=np.float64)
+            deltas = np.asarray(data["deltas"], dtype=np.float64).reshape(-1, len(w))
+            if w.shape != (self.d,):
+                raise ValueError(f"w has {w.size} values, the artifact has d={self.d}")
+            if not (np.all(np.isfinite(w)) and np.all(np.isfinite(deltas))):
+                raise ValueError("NaN or inf in the weights")
+            record = UserRecord(str(data["user_id"]), str(data["fingerprint"]), w, deltas,
+                                int(data["feedback_total"]), float(data["created"]), float(data["updated"]))
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{path}: corrupt user file ({exc}); it was left untouched — move it away or "
+                             "delete this user") from None
+        if record.fingerprint != self.fingerprint:
+            raise StoreError(f"{path}: belongs to another artifact (fingerprint {record.fingerprint[:12]}…, "
+                             f"expected {self.fingerprint[:12]}…); it was left untouched")
+        if expect_user is not None and record.user_id != expect_user:
+            raise StoreError(f"{path}: holds another user's data; it was left untouched")
+        return record
+
+    def write(self, record: UserRecord) -> Path:
+        """Atomically replace the user's file (call inside `locked`)."""
+        if not (np.all(np.isfinite(record.w)) and np.all(np.isfinite(record.deltas))):
+            raise UsageError("refusing to store NaN or inf weights")
+        record.deltas = record.deltas[-self.max_deltas :]
+        record.updated = time.time()
+        path = self.path(record.user_id)
+        with atomic_open(path) as handle:
+            json.dump(record.to_json(), handle, allow_nan=False)
+        return path
+
+    def users(self) -> list[UserRecord]:
+        """All readable users of this artifact (bad files are reported by `read`, skipped here)."""
+        records = []
+        if self.folder.is_dir():
+            for path in sorted(self.folder.glob("*.json")):
+                with contextlib.suppress(StoreError):
+                    if (record := self._read_path(path)) is not None:
+                        records.append(record)
+        return records
+
+    def delete(self, user_id: str) -> bool:
+        """Remove everything stored for the user; True if something was removed."""
+        with self.locked(user_id) as path:
+            existed = path.exists()
+            path.unlink(missing_ok=True)
+        path.with_suffix(".lock").unlink(missing_ok=True)
+        return existed
