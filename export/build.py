@@ -23,7 +23,7 @@ from rfm.runtime.tokenize import PairTokenizer
 
 from rfm import __version__
 from rfm.errors import RfmError, UsageError
-from rfm.fileio import atomic_open, publish, staging_dir
+from rfm.fileio import atomic_open, check_output_dir, publish, staging_dir
 
 FP32_TOL = 1e-4
 INT8_MIN_COSINE = 0.99
@@ -87,6 +87,7 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[
     if "fp32" not in precisions:
         precisions = ["fp32", *precisions]  # every other precision is derived from and checked against fp32
     started = time.perf_counter()
+    check_output_dir(out, overwrite)
     model, hf_tokenizer, config = load_run(run)
     run = Path(run)
     staging = staging_dir(out, overwrite)

@@ -55,11 +55,17 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def staging_dir(out: str | os.PathLike, overwrite: bool) -> Path:
-    """A fresh temp dir beside `out`; the finished run is renamed into place by `publish`."""
+def check_output_dir(out: str | os.PathLike, overwrite: bool) -> Path:
+    """Fail early, before any work, if `out` exists and may not be replaced."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise UsageError(f"{out}: output dir exists (pass --overwrite to replace it)")
+    return out
+
+
+def staging_dir(out: str | os.PathLike, overwrite: bool) -> Path:
+    """A fresh temp dir beside `out`; the finished run is renamed into place by `publish`."""
+    out = check_output_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from rfm.adapt import MAPLogisticRegression
 from rfm.runtime.tokenize import TRUNCATION_STRATEGY, PairTokenizer
-from rfm.train.backbone import hub_offline, load_backbone, weights_fingerprint
+from rfm.train.backbone import hub_offline, load_backbone, resolve_backbone, weights_fingerprint
 from rfm.train.embed_cache import EmbeddingCache, embed_texts
 from rfm.train.model import RewardFeatureModel, rfm_config
 from rfm.train.rundir import SUMMARY_FILE, save_raters
@@ -26,7 +26,7 @@ from rfm.train.trainer import (
 
 from rfm.data.jsonl import load_pairs
 from rfm.errors import UsageError
-from rfm.fileio import atomic_open, publish, staging_dir
+from rfm.fileio import atomic_open, check_output_dir, publish, staging_dir
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -70,6 +70,8 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
     hub_offline()
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
+    check_output_dir(out, overwrite)
+    resolve_backbone(cfg.backbone)
     pairs = load_pairs(data_path)
     data = index_pairs(pairs, cfg, str(data_path))
     staging = staging_dir(out, overwrite)

@@ -1,0 +1,147 @@
+"""The data layer on the real shared files: converters, reader, split, synth, malformed input."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from click.testing import CliRunner
+from conftest import shared
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rfm.cli.main import cli
+from rfm.data.convert import ConvertReport, convert
+from rfm.data.jsonl import load_pairs, read_pairs
+from rfm.data.split import split_by_user
+from rfm.data.synth import SyntheticRaters, sidecar_path, synthesise
+from rfm.errors import DataError
+
+
+def run_convert(fmt, *paths):
+    report = ConvertReport()
+    pairs = list(convert(fmt, [shared(*p) for p in paths], report))
+    return pairs, report
+
+
+def test_tldr_converts_to_1771_pairs_from_30_users():
+    pairs, report = run_convert("tldr", ("tldr", "batch13.jsonl"), ("tldr", "batch18.jsonl"))
+    assert len(pairs) == 1771 and report.rows == 1771 and not report.dropped
+    assert len({p.user_id for p in pairs}) == 30
+    first = pairs[0]
+    assert first.prompt and first.chosen != first.rejected and first.user_id
+
+
+def test_hh_rlhf_drops_the_four_empty_final_turns():
+    pairs, report = run_convert("hh-rlhf", ("hh-rlhf", "harmless-base-test.jsonl.gz"))
+    assert report.rows == 2312 and len(pairs) == 2308
+    assert report.dropped == Counter({"empty response": 4})
+    assert all(p.prompt.endswith("Assistant:") for p in pairs)
+    assert all("\n\nHuman:" not in p.chosen for p in pairs[:50])
+
+
+def test_ultrafeedback_drops_six_and_keeps_scores():
+    pairs, report = run_convert("ultrafeedback", ("ultrafeedback", "train.jsonl"))
+    assert report.rows == 1000 and len(pairs) == 994 and sum(report.dropped.values()) == 6
+    assert {"score_chosen", "score_rejected"} <= set(pairs[0].extra)
+
+
+def test_cnndm_rows_use_the_article_as_prompt():
+    pairs, _ = run_convert("tldr", ("tldr", "cnndm0.jsonl"))
+    assert pairs and all(len(p.prompt) > 200 for p in pairs[:20])
+
+
+@pytest.mark.parametrize("record, reason", [
+    ({"prompt": "p", "chosen": "same", "rejected": " same "}, "identical"),
+    ({"prompt": "p", "chosen": "  ", "rejected": "x"}, "empty"),
+    ({"prompt": "p", "chosen": "a"}, "missing field 'rejected'"),
+    ({"prompt": 3, "chosen": "a", "rejected": "b"}, "must be a string"),
+    ({"prompt": "p", "chosen": "a", "rejected": "b", "user_id": ""}, "user_id"),
+    ([1, 2], "JSON object"),
+])
+def test_reader_rejects_bad_pairs_with_path_and_line(tmp_path, record, reason):
+    path = tmp_path / "bad.jsonl"
+    good = json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"})
+    path.write_text(good + "\n" + json.dumps(record) + "\n")
+    with pytest.raises(DataError, match=rf"bad\.jsonl:2: .*{reason}"):
+        list(read_pairs(path))
+
+
+def test_split_is_disjoint_deterministic_and_complete(tldr_pairs_path, tmp_path):
+    a = split_by_user(tldr_pairs_path, tmp_path / "a", 0.3, seed=7, min_pairs=20)
+    b = split_by_user(tldr_pairs_path, tmp_path / "b", 0.3, seed=7, min_pairs=20)
+    c = split_by_user(tldr_pairs_path, tmp_path / "c", 0.3, seed=8, min_pairs=20)
+    for name in ("train.jsonl", "heldout.jsonl", "seen_test.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert a.heldout_users != c.heldout_users
+    train_users = {p.user_id for p in load_pairs(tmp_path / "a" / "train.jsonl")}
+    heldout_users = {p.user_id for p in load_pairs(tmp_path / "a" / "heldout.jsonl")}
+    seen_users = {p.user_id for p in load_pairs(tmp_path / "a" / "seen_test.jsonl")}
+    assert not train_users & heldout_users and seen_users <= train_users
+    total = sum(a.counts.values()) + sum(a.dropped.values())
+    assert total == 1771
+    assert a.dropped_users and all(u not in train_users | heldout_users for u in a.dropped_users)
+
+
+def _agreement(path, user_a, user_b) -> tuple[int, int]:
+    labels: dict[str, dict] = {}
+    for p in load_pairs(path):
+        labels.setdefault(p.user_id, {})[p.extra["source_pair"]] = p.chosen
+    shared_items = set(labels[user_a]) & set(labels[user_b])
+    agree = sum(labels[user_a][k] == labels[user_b][k] for k in shared_items)
+    return agree, len(shared_items)
+
+
+def test_synth_scenarios(ultrafeedback_path, tmp_path):
+    synthesise(ultrafeedback_path, tmp_path / "s2.jsonl", 2, 4, seed=1, pairs_per_rater=400, deterministic=True)
+    raters = SyntheticRaters.load(sidecar_path(tmp_path / "s2.jsonl"))
+    group0 = [u for u, g in raters.groups.items() if g == 0]
+    group1 = [u for u, g in raters.groups.items() if g == 1]
+    agree, n = _agreement(tmp_path / "s2.jsonl", group0[0], group1[0])
+    assert n > 50 and agree / n < 0.3  # opposing groups disagree on most shared pairs
+    synthesise(ultrafeedback_path, tmp_path / "s1.jsonl", 1, 4, seed=1, pairs_per_rater=400, deterministic=True)
+    raters1 = SyntheticRaters.load(sidecar_path(tmp_path / "s1.jsonl"))
+    users = sorted(raters1.weights)
+    agree, n = _agreement(tmp_path / "s1.jsonl", users[0], users[1])
+    assert n > 50 and agree / n > 0.7
+    # same seed, same bytes
+    synthesise(ultrafeedback_path, tmp_path / "again.jsonl", 1, 4, seed=1, pairs_per_rater=400, deterministic=True)
+    assert (tmp_path / "again.jsonl").read_bytes() == (tmp_path / "s1.jsonl").read_bytes()
+    # true rewards are defined for any response
+    assert raters1.rewards(users[0], ["- a list\n- of items", "Maybe, perhaps?"]).shape == (2,)
+
+
+def test_cli_convert_stats_split(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "uf.jsonl"
+    result = runner.invoke(cli, ["data", "convert", "--format", "ultrafeedback",
+                                 str(shared("ultrafeedback", "eval.jsonl")), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["pairs"] == len(load_pairs(out))
+    result = runner.invoke(cli, ["data", "stats", str(out), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["length_unit"] == "tokens"
+
+
+line_strategy = st.one_of(
+    st.binary(min_size=1, max_size=40).filter(lambda b: b"\n" not in b and b.strip()),
+    st.builds(lambda d: json.dumps(d).encode(), st.dictionaries(
+        st.sampled_from(["prompt", "chosen", "rejected", "user_id"]),
+        st.one_of(st.integers(), st.none(), st.just(""), st.just(" "), st.lists(st.integers())), min_size=1)),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bad=line_strategy, position=st.integers(0, 3))
+def test_malformed_lines_give_path_line_errors_and_no_output(tmp_path, bad, position):
+    good = json.dumps({"prompt": "p", "chosen": "a", "rejected": "b", "user_id": "u"}).encode()
+    lines = [good] * 4
+    lines.insert(position, bad)
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "split_out"
+    result = CliRunner().invoke(cli, ["data", "split", str(src), "--holdout-users", "0", "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"in.jsonl:{position + 1}:" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (out / "train.jsonl").exists()

@@ -1,0 +1,78 @@
+"""rfm eval: deterministic, m = 0 is the prior, disjoint responses really are, skipped users counted."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+from rfm.runtime import load_artifact
+
+from rfm.cli.main import cli
+from rfm.data.jsonl import Pair, load_pairs, write_pairs
+from rfm.evaluation import UserPairs, accuracy, evaluate, split_shots
+
+
+def heldout_file(tmp_path, scenario2, tiny_user: bool = True) -> str:
+    """The same responses, relabelled under new user ids (held-out users of the artifact)."""
+    pairs = [Pair(p.prompt, p.chosen, p.rejected, "new-" + p.user_id) for p in load_pairs(scenario2)]
+    if tiny_user:
+        pairs += [Pair("q", "a", "b", "tiny-user"), Pair("q", "c", "d", "tiny-user")]
+    write_pairs(tmp_path / "heldout.jsonl", pairs)
+    return str(tmp_path / "heldout.jsonl")
+
+
+def test_eval_is_deterministic_and_counts_skipped_users(tiny_artifact, scenario2, tmp_path):
+    data = heldout_file(tmp_path, scenario2)
+    a = evaluate(tiny_artifact, data, shots=(0, 5, 20), repeats=2, seed=3, precision="fp32")
+    b = evaluate(tiny_artifact, data, shots=(0, 5, 20), repeats=2, seed=3, precision="fp32")
+    assert a == b
+    assert a["heldout"]["users"] == 3
+    assert a["heldout"]["shots"]["20"]["skipped_users"] == 1  # tiny-user has 2 pairs
+    assert a["heldout"]["shots"]["20"]["users"] == 2
+    lo, hi = a["heldout"]["shots"]["5"]["ci95"]
+    assert lo <= a["heldout"]["shots"]["5"]["accuracy"] <= hi
+
+
+def test_zero_shots_equals_the_population_prior(tiny_artifact, scenario2, tmp_path):
+    from rfm.runtime import FeatureExtractor
+
+    from rfm.evaluation import featurise_pairs, group_by_user
+
+    data = heldout_file(tmp_path, scenario2)
+    result = evaluate(tiny_artifact, data, shots=(0,), repeats=1, precision="fp32")
+    art = load_artifact(tiny_artifact)
+    pairs = load_pairs(data)
+    users = group_by_user(pairs, featurise_pairs(FeatureExtractor(art, precision="fp32"), pairs))
+    mean = art.population()["mean"]
+    expected = np.mean([accuracy(u.deltas, mean) for u in users.values()])
+    assert abs(result["heldout"]["shots"]["0"]["accuracy"] - expected) < 1e-12
+
+
+def test_adaptation_helps_opposing_raters(tiny_artifact, scenario2, tmp_path):
+    data = heldout_file(tmp_path, scenario2, tiny_user=False)
+    result = evaluate(tiny_artifact, data, shots=(0, 50), repeats=2, precision="fp32")
+    shots = result["heldout"]["shots"]
+    assert shots["50"]["accuracy"] > shots["0"]["accuracy"] + 0.1
+
+
+def test_disjoint_responses_keeps_them_apart():
+    texts = [(f"r{i}", f"r{i + 1}") for i in range(30)]  # neighbouring pairs share a response
+    data = UserPairs(np.zeros((30, 2)), texts)
+    for repeat in range(5):
+        train, test = split_shots("u", data, 5, repeat, 0, disjoint=True)
+        adapt_texts = {t for i in train for t in texts[i]}
+        assert len(test) and all(not set(texts[i]) & adapt_texts for i in test)
+        _, plain = split_shots("u", data, 5, repeat, 0, disjoint=False)
+        assert len(plain) == 25 > len(test)
+
+
+def test_seen_users_and_cli_json(tiny_artifact, scenario2_split):
+    result = CliRunner().invoke(cli, ["eval", str(tiny_artifact), str(scenario2_split / "seen_test.jsonl"),
+                                      "--seen", "--json"])
+    assert result.exit_code == 0, result.output
+    obj = json.loads(result.stdout)
+    assert obj["seen"]["users"] == 2 and 0.0 <= obj["seen"]["accuracy"] <= 1.0
+    assert {"artifact", "precision", "adapter", "heldout", "seen"} <= set(obj)
+    result = CliRunner().invoke(cli, ["eval", str(tiny_artifact), str(scenario2_split / "seen_test.jsonl")])
+    assert result.exit_code == 2 and "--seen" in result.stderr

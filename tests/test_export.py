@@ -1,0 +1,88 @@
+"""rfm export: shapes, dynamic axes, manifest hashes, validation figures, tamper detection."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from conftest import train_tiny
+from rfm.export.build import export_run
+from rfm.runtime.artifact import ArtifactError, load_artifact, sha256_file
+
+
+def test_artifact_files_and_manifest(tiny_artifact):
+    manifest = json.loads((tiny_artifact / "rfm.json").read_text())
+    assert manifest["format_version"] == 1 and manifest["features"] == 8
+    assert set(manifest["precisions"]) == {"fp32", "int8", "fp16"}
+    assert manifest["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    for name, digest in manifest["files"].items():
+        assert sha256_file(tiny_artifact / name) == digest
+    assert manifest["fingerprint"] == manifest["files"]["model.onnx"]
+    assert {"tokenizer.json", "population.npz"} <= set(manifest["files"])
+    val = manifest["validation"]
+    assert val["fp32_vs_torch_max_abs_diff"] <= 1e-4
+    assert val["int8"]["mean_cosine"] >= 0.99 and val["int8"]["pair_agreement"] >= 0.98
+    assert manifest["truncation"] == {"strategy": "longest_first", "direction": "right"}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("batch, length", [(1, 5), (7, 5), (1, 300), (7, 300)])
+def test_dynamic_batch_and_sequence_axes(tiny_artifact, precision, batch, length):
+    name = {"fp32": "model.onnx", "int8": "model_int8.onnx"}[precision]
+    session = ort.InferenceSession(str(tiny_artifact / name), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {"input_ids": rng.integers(1000, 2000, size=(batch, length)).astype(np.int64),
+             "attention_mask": np.ones((batch, length), np.int64),
+             "token_type_ids": np.zeros((batch, length), np.int64)}
+    (features,) = session.run(["features"], feeds)
+    assert features.shape == (batch, 8) and np.all(np.isfinite(features))
+
+
+def test_tampered_file_is_refused_naming_it(tiny_artifact, tmp_path):
+    copy = tmp_path / "art"
+    shutil.copytree(tiny_artifact, copy)
+    with open(copy / "model_int8.onnx", "r+b") as handle:
+        handle.seek(1000)
+        byte = handle.read(1)
+        handle.seek(1000)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    load_artifact(copy, verify="used")  # model files are checked when a session opens them
+    with pytest.raises(ArtifactError, match=r"model_int8\.onnx: sha256 does not match"):
+        load_artifact(copy, verify="all")
+    from rfm.runtime import RewardModel
+
+    with pytest.raises(ArtifactError, match="model_int8.onnx"):
+        RewardModel.load(copy, precision="int8")
+    (copy / "population.npz").write_bytes(b"junk")
+    with pytest.raises(ArtifactError, match="population.npz"):
+        load_artifact(copy)
+
+
+def test_unknown_format_version_is_refused(tiny_artifact, tmp_path):
+    copy = tmp_path / "art"
+    shutil.copytree(tiny_artifact, copy)
+    manifest = json.loads((copy / "rfm.json").read_text())
+    manifest["format_version"] = 99
+    (copy / "rfm.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="unknown format version 99"):
+        load_artifact(copy)
+
+
+def test_baseline_and_linear_probe_export_through_the_same_command(tiny_backbone, scenario2_split, tmp_path,
+                                                                     tiny_baseline_run):
+    manifest = export_run(tiny_baseline_run, tmp_path / "bt", ["fp32", "int8"], log=lambda m: None)
+    assert manifest["features"] == 1 and manifest["adaptive"] is False
+    train_tiny(tiny_backbone, scenario2_split / "train.jsonl", tmp_path / "probe_run", kind="linear-probe")
+    manifest = export_run(tmp_path / "probe_run", tmp_path / "probe", ["fp32"], log=lambda m: None)
+    assert manifest["features"] == 64 and manifest["kind"] == "linear-probe"
+    assert load_artifact(tmp_path / "probe", verify="all").features == 64
+
+
+def test_existing_output_needs_overwrite(tiny_run, tiny_artifact):
+    from rfm.errors import UsageError
+
+    with pytest.raises(UsageError, match="--overwrite"):
+        export_run(tiny_run, tiny_artifact, ["fp32"], log=lambda m: None)

@@ -1,0 +1,119 @@
+"""The runtime: torch-free, tokenises like transformers, matches torch, reranks, adapts, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import shared
+from rfm.runtime import FeatureExtractor, RewardModel, load_artifact
+from rfm.runtime.tokenize import PairTokenizer, minilm_dir
+from rfm.train.rundir import load_run
+from transformers import AutoTokenizer
+
+from rfm.cli.main import cli
+from rfm.data.jsonl import load_pairs
+from rfm.errors import UsageError
+
+
+def test_runtime_never_imports_the_training_stack():
+    code = ("import sys, rfm.runtime, rfm.adapt, rfm.evaluation, rfm.cli.main\n"
+            "bad = [m for m in ('torch', 'transformers', 'optimum', 'sklearn', 'accelerate') if m in sys.modules]\n"
+            "print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("max_length", [64, 256])
+def test_token_ids_match_transformers_on_real_text(tldr_pairs_path, max_length):
+    from rfm.data.convert import ConvertReport, convert
+
+    hf = AutoTokenizer.from_pretrained(minilm_dir())
+    ours = PairTokenizer.from_file("minilm", max_length)
+    hh = list(convert("hh-rlhf", [shared("hh-rlhf", "harmless-base-test.jsonl.gz")], ConvertReport()))[:40]
+    tldr = load_pairs(tldr_pairs_path)[:40]
+    long_response = [(p.prompt[:50], p.prompt) for p in tldr[:5]]  # responses longer than max_length
+    texts = [(p.prompt, p.chosen) for p in tldr + hh] + long_response + [("", "empty prompt")]
+    for prompt, response in texts:
+        expected = hf(prompt, response, truncation="longest_first", max_length=max_length)
+        enc = ours.encode([prompt], [response])[0]
+        assert enc.ids == expected["input_ids"]
+        assert enc.type_ids == expected["token_type_ids"]
+
+
+def test_runtime_features_match_torch(tiny_run, tiny_artifact):
+    model, tokenizer, config = load_run(tiny_run)
+    extractor = FeatureExtractor(load_artifact(tiny_artifact), device="cpu", precision="fp32", batch_size=3)
+    prompts = ["", "a prompt", "another prompt " * 40, "x"]
+    responses = ["resp " * 200, "short", "medium length answer here", "y"]
+    ours = extractor(prompts, responses)
+    tok = PairTokenizer(tokenizer.backend_tokenizer, config.rfm_max_length)
+    with torch.inference_mode():
+        for i in range(len(prompts)):
+            batch = {k: torch.from_numpy(v) for k, v in tok([prompts[i]], [responses[i]]).items()}
+            np.testing.assert_allclose(ours[i], model(**batch)["features"].numpy()[0], atol=1e-4)
+
+
+def test_rerank_order_matches_scores_and_feedback_adapts(tiny_artifact, tmp_path):
+    rm = RewardModel.load(tiny_artifact, device="cpu", store=tmp_path)
+    candidates = ["- one\n- two\n- three", "Maybe, perhaps, I think?", "A plain answer.", "1 2 3 4 5 6"]
+    scores = rm.score("u", "prompt", candidates)
+    ranked = rm.rerank("u", "prompt", candidates)
+    assert [r.index for r in ranked] == list(np.argsort(-scores, kind="stable"))
+    assert len(rm.rerank("u", "prompt", candidates, top_k=2)) == 2
+    worst, best = ranked[-1].text, ranked[0].text
+    for _ in range(5):
+        rm.feedback("u", "prompt", chosen=worst, rejected=best)
+    after = rm.score("u", "prompt", candidates)
+    assert after[candidates.index(worst)] - after[candidates.index(best)] > \
+        scores[candidates.index(worst)] - scores[candidates.index(best)]
+    assert rm.store.read("u").feedback_total == 5
+    i, j = rm.next_question("u", "prompt", candidates)
+    assert 0 <= i < j < len(candidates)
+
+
+def test_explicit_cuda_without_provider_is_a_usage_error(tiny_artifact):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA: the error path cannot be reached")
+    with pytest.raises(UsageError, match="--device cuda"):
+        RewardModel.load(tiny_artifact, device="cuda")
+
+
+def test_auto_picks_int8_on_cpu(tiny_artifact):
+    rm = RewardModel.load(tiny_artifact, device="auto")
+    assert rm.extractor.precision == "int8" and rm.extractor.device == "cpu"
+
+
+def test_cli_rerank_feedback_users(tiny_artifact, tmp_path):
+    runner = CliRunner()
+    store = ["--store", str(tmp_path / "store")]
+    result = runner.invoke(cli, ["rerank", str(tiny_artifact), "--user", "zoe", "--prompt", "p", "-", "--json",
+                                 *store], input="first answer\nsecond answer\n{\"text\": \"third\"}\n")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["candidates"]
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    result = runner.invoke(cli, ["feedback", str(tiny_artifact), "--user", "zoe", "--prompt", "p",
+                                 "--chosen", "second answer", "--rejected", "first answer", *store])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["users", "list", str(tiny_artifact), "--json", *store])
+    assert json.loads(result.stdout)["users"][0]["user"] == "zoe"
+    result = runner.invoke(cli, ["users", "delete", str(tiny_artifact), "zoe", *store])
+    assert result.exit_code == 0
+    result = runner.invoke(cli, ["users", "show", str(tiny_artifact), "zoe", *store])
+    assert result.exit_code == 2 and "no stored data" in result.stderr
+
+
+def test_cli_bad_input_is_one_line_exit_2(tiny_artifact, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["rerank", str(tiny_artifact), "--user", "a", "--prompt", "p",
+                                 str(tmp_path / "missing.txt")])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "missing.txt" in result.stderr
+    result = runner.invoke(cli, ["rerank", str(tmp_path), "--user", "a", "--prompt", "p", "-"], input="x\n")
+    assert result.exit_code == 1 and "rfm.json" in result.stderr

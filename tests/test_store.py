@@ -1,0 +1,128 @@
+"""Per-user weight files: atomic, locked, crash-safe, hostile ids harmless, bad files never overwritten."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+from rfm.runtime.store import StoreError, UserRecord, UserStore
+
+from rfm.errors import UsageError
+
+FP = "f" * 64
+
+
+def append_many(root: str, user: str, n: int, d: int) -> None:
+    """What RewardModel.adapt does to the store: lock, read, append, write."""
+    store = UserStore(FP, d, root)
+    for i in range(n):
+        with store.locked(user):
+            record = store.read(user) or UserRecord(user, FP, np.zeros(d), np.zeros((0, d)))
+            record.deltas = np.vstack([record.deltas, np.full((1, d), float(i))])
+            record.feedback_total += 1
+            record.w = record.deltas.mean(0)
+            store.write(record)
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=append_many, args=(str(tmp_path), "alice", 25, 4)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    record = UserStore(FP, 4, tmp_path).read("alice")
+    assert record.feedback_total == 75 and len(record.deltas) == 75
+
+
+def write_forever(root: str) -> None:
+    store = UserStore(FP, 64, root, max_deltas=4000)
+    i = 0
+    while True:
+        with store.locked("bob"):
+            store.write(UserRecord("bob", FP, np.full(64, float(i)), np.random.default_rng(i).normal(size=(3000, 64)),
+                                   feedback_total=i))
+        i += 1
+
+
+def test_killed_writer_leaves_a_valid_file(tmp_path):
+    ctx = mp.get_context("spawn")
+    store = UserStore(FP, 64, tmp_path)
+    for attempt in range(3):
+        proc = ctx.Process(target=write_forever, args=(str(tmp_path),))
+        proc.start()
+        deadline = time.time() + 30
+        while not store.path("bob").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2 + 0.13 * attempt)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+        record = store.read("bob")  # parses: the previous or the new version, never half of one
+        assert record is not None and len(record.deltas) == 3000
+        assert np.all(record.w == record.w[0])
+
+
+@pytest.mark.parametrize("user", ["../x", "/etc/passwd", "a\x00b", "..", "x" * 4000, "ünïcødé/../..", "C:\\x"])
+def test_hostile_user_ids_stay_inside_the_store(tmp_path, user):
+    store = UserStore(FP, 2, tmp_path / "store")
+    path = store.path(user)
+    assert path.parent == store.folder and len(path.name) == 45
+    with store.locked(user):
+        store.write(UserRecord(user, FP, np.ones(2), np.zeros((0, 2))))
+    assert store.read(user).user_id == user
+    assert [r.user_id for r in store.users()] == [user]
+    assert store.delete(user) and store.read(user) is None
+    assert sorted(p.name for p in (tmp_path / "store").rglob("*") if p.is_file()) == []
+
+
+def test_overlong_and_empty_ids_are_usage_errors(tmp_path):
+    store = UserStore(FP, 2, tmp_path)
+    with pytest.raises(UsageError):
+        store.path("")
+    with pytest.raises(UsageError):
+        store.path("x" * 5000)
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"", b'{"format": "other"}', b"NaN",
+                                     None])
+def test_corrupt_or_foreign_files_are_named_and_untouched(tmp_path, content):
+    store = UserStore(FP, 2, tmp_path)
+    path = store.path("carol")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if content is None:  # a valid file of another artifact
+        other = UserStore("0" * 64, 2, tmp_path)
+        with other.locked("carol"):
+            other.write(UserRecord("carol", "0" * 64, np.ones(2), np.zeros((0, 2))))
+        content = other.path("carol").read_bytes()
+    path.write_bytes(content)
+    with pytest.raises(StoreError, match=str(path.name)):
+        store.read("carol")
+    assert path.read_bytes() == content
+
+
+def test_nan_in_a_file_or_a_write_is_rejected(tmp_path):
+    store = UserStore(FP, 2, tmp_path)
+    record = UserRecord("dan", FP, np.ones(2), np.zeros((0, 2)))
+    with store.locked("dan"):
+        store.write(record)
+    data = json.loads(store.path("dan").read_text())
+    data["w"] = [float("nan"), 1.0]
+    store.path("dan").write_text(json.dumps(data))
+    with pytest.raises(StoreError, match="NaN|non-finite"):
+        store.read("dan")
+    with pytest.raises(UsageError):
+        store.write(UserRecord("erin", FP, np.array([np.inf, 0.0]), np.zeros((0, 2))))
+
+
+def test_stored_deltas_are_bounded(tmp_path):
+    store = UserStore(FP, 2, tmp_path, max_deltas=10)
+    with store.locked("fay"):
+        store.write(UserRecord("fay", FP, np.ones(2), np.arange(40.0).reshape(20, 2), feedback_total=20))
+    record = store.read("fay")
+    assert len(record.deltas) == 10 and record.deltas[0, 0] == 20.0 and record.feedback_total == 20

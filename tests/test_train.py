@@ -1,0 +1,108 @@
+"""rfm train: the RFM separates opposing raters, the baseline cannot; run dirs round-trip; the cache works."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import train_tiny
+from rfm.runtime.tokenize import PairTokenizer
+from rfm.train.rundir import load_raters, load_run
+
+from rfm.data.jsonl import Pair, load_pairs, write_pairs
+from rfm.errors import UsageError
+
+
+def seen_accuracy(run, data) -> float:
+    """Accuracy of each rater's own trained w on their held-back pairs, computed in torch."""
+    model, tokenizer, config = load_run(run)
+    ids, weights = load_raters(run)
+    row = {u: i for i, u in enumerate(ids)}
+    pairs = load_pairs(data)
+    tok = PairTokenizer(tokenizer.backend_tokenizer, config.rfm_max_length)
+    correct = 0
+    with torch.inference_mode():
+        for p in pairs:
+            batch = {k: torch.from_numpy(v) for k, v in tok([p.prompt] * 2, [p.chosen, p.rejected]).items()}
+            phi = model(**batch)["features"].numpy()
+            w = weights[row.get(p.user_id, 0)]
+            correct += float((phi[0] - phi[1]) @ w > 0)
+    return correct / len(pairs)
+
+
+def test_rfm_separates_opposing_raters_and_baseline_cannot(tiny_run, tiny_baseline_run, scenario2_split):
+    test = scenario2_split / "seen_test.jsonl"
+    rfm_acc = seen_accuracy(tiny_run, test)
+    baseline_acc = seen_accuracy(tiny_baseline_run, test)
+    assert rfm_acc >= 0.65, rfm_acc
+    assert baseline_acc <= 0.6, baseline_acc
+    assert rfm_acc - baseline_acc >= 0.1
+
+
+def test_run_dir_layout_and_summary(tiny_run):
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "raters.npz", "population.npz",
+                 "training_summary.json"):
+        assert (tiny_run / name).is_file(), name
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["rfm_features"] == 8 and config["rfm_truncation"] == "longest_first"
+    summary = json.loads((tiny_run / "training_summary.json").read_text())
+    assert summary["history"] and summary["best_epoch"] >= 1
+    assert {"train_acc", "val_acc", "val_loss"} <= set(summary["metrics"])
+    ids, weights = load_raters(tiny_run)
+    assert len(ids) == 2 and weights.shape == (2, 8)
+    with np.load(tiny_run / "population.npz") as z:
+        np.testing.assert_allclose(z["mean"], weights.mean(0))
+        assert np.all(np.linalg.eigvalsh(z["cov"]) > 0)
+
+
+def test_reloaded_run_gives_identical_features(tiny_run, tmp_path):
+    model_a, tokenizer, config = load_run(tiny_run)
+    model_b, _, _ = load_run(tiny_run)
+    tok = PairTokenizer(tokenizer.backend_tokenizer, config.rfm_max_length)
+    batch = {k: torch.from_numpy(v) for k, v in tok(["a prompt", ""], ["one answer", "another " * 200]).items()}
+    with torch.inference_mode():
+        np.testing.assert_array_equal(model_a(**batch)["features"].numpy(), model_b(**batch)["features"].numpy())
+
+
+def test_cache_is_hit_on_second_run(tiny_backbone, scenario2_split, tmp_path):
+    data = scenario2_split / "train.jsonl"
+    first = train_tiny(tiny_backbone, data, tmp_path / "a", epochs=2, max_length=96)
+    second = train_tiny(tiny_backbone, data, tmp_path / "b", epochs=2, max_length=96)
+    assert first["encoded_texts"] == first["distinct_texts"] > 0
+    assert second["encoded_texts"] == 0
+
+
+def test_long_responses_and_empty_prompts_train(tiny_backbone, tmp_path):
+    rng = np.random.default_rng(0)
+    pairs = [Pair("" if i % 2 else "short prompt", "word " * int(rng.integers(300, 600)), f"brief {i}",
+                  f"u{i % 3}") for i in range(30)]
+    write_pairs(tmp_path / "long.jsonl", pairs)
+    summary = train_tiny(tiny_backbone, tmp_path / "long.jsonl", tmp_path / "run", epochs=3, max_length=64)
+    assert summary["pairs"] == 30
+
+
+def test_errors_are_one_line_usage_errors(tiny_backbone, tmp_path, tiny_run, scenario2_split):
+    write_pairs(tmp_path / "anon.jsonl", [Pair("p", "a", "b"), Pair("p", "c", "d")])
+    with pytest.raises(UsageError, match="--baseline"):
+        train_tiny(tiny_backbone, tmp_path / "anon.jsonl", tmp_path / "x")
+    write_pairs(tmp_path / "few.jsonl", [Pair("p", "a", "b", "u1")])
+    with pytest.raises(UsageError, match="at least 5 pairs"):
+        train_tiny(tiny_backbone, tmp_path / "few.jsonl", tmp_path / "y")
+    with pytest.raises(UsageError, match="--overwrite"):
+        train_tiny(tiny_backbone, tmp_path / "few.jsonl", tiny_run)
+    (tmp_path / "not_a_model").mkdir()
+    with pytest.raises(UsageError, match="--backbone"):
+        train_tiny(tmp_path / "not_a_model", scenario2_split / "train.jsonl", tmp_path / "z")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_linear_probe_and_full_tuning(tiny_backbone, scenario2_split, tmp_path):
+    data = scenario2_split / "train.jsonl"
+    probe = train_tiny(tiny_backbone, data, tmp_path / "probe", kind="linear-probe")
+    assert probe["metrics"]["train_acc"] > 0.5
+    _, weights = load_raters(tmp_path / "probe")
+    assert weights.shape == (1, 64)
+    full = train_tiny(tiny_backbone, data, tmp_path / "full", tune="full", epochs=1, batch_size=32)
+    assert full["history"] and (tmp_path / "full" / "model.safetensors").is_file()
