@@ -70,7 +70,7 @@ def test_reader_rejects_bad_pairs_with_path_and_line(tmp_path, record, reason):
 
 def test_split_is_disjoint_deterministic_and_complete(tldr_pairs_path, tmp_path):
     a = split_by_user(tldr_pairs_path, tmp_path / "a", 0.3, seed=7, min_pairs=20)
-    b = split_by_user(tldr_pairs_path, tmp_path / "b", 0.3, seed=7, min_pairs=20)
+    split_by_user(tldr_pairs_path, tmp_path / "b", 0.3, seed=7, min_pairs=20)
     c = split_by_user(tldr_pairs_path, tmp_path / "c", 0.3, seed=8, min_pairs=20)
     for name in ("train.jsonl", "heldout.jsonl", "seen_test.jsonl"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

@@ -54,10 +54,10 @@ def test_tampered_file_is_refused_naming_it(tiny_artifact, tmp_path):
         load_artifact(copy, verify="all")
     from rfm.runtime import RewardModel
 
-    with pytest.raises(ArtifactError, match="model_int8.onnx"):
+    with pytest.raises(ArtifactError, match=r"model_int8\.onnx"):
         RewardModel.load(copy, precision="int8")
     (copy / "population.npz").write_bytes(b"junk")
-    with pytest.raises(ArtifactError, match="population.npz"):
+    with pytest.raises(ArtifactError, match=r"population\.npz"):
         load_artifact(copy)
 
 

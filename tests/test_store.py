@@ -114,7 +114,7 @@ def test_nan_in_a_file_or_a_write_is_rejected(tmp_path):
     data = json.loads(store.path("dan").read_text())
     data["w"] = [float("nan"), 1.0]
     store.path("dan").write_text(json.dumps(data))
-    with pytest.raises(StoreError, match="NaN|non-finite"):
+    with pytest.raises(StoreError, match=r"NaN|non-finite"):
         store.read("dan")
     with pytest.raises(UsageError):
         store.write(UserRecord("erin", FP, np.array([np.inf, 0.0]), np.zeros((0, 2))))
