@@ -11,6 +11,21 @@ from __future__ import annotations
 
 import numpy as np
 
+try:  # the gufunc behind np.linalg.solve, without its ~12 us of Python checks per call (hot path)
+    from numpy.linalg import _umath_linalg
+
+    _raw_solve = _umath_linalg.solve1
+except (ImportError, AttributeError):  # pragma: no cover - other numpy layouts
+    _raw_solve = None
+
+
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if _raw_solve is not None:
+        x = _raw_solve(a, b)
+        if np.isfinite(x).all():
+            return x
+    return np.linalg.solve(a, b)
+
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
@@ -25,7 +40,7 @@ class MAPLogisticRegression:
     """Logistic regression without intercept, MAP under N(mean, cov) or L2 (`prior="none"`)."""
 
     def __init__(self, mean: np.ndarray | None = None, cov: np.ndarray | None = None, prior: str = "population",
-                 C: float = 1.0, prior_scale: float = 1.0, max_iter: int = 50, tol: float = 1e-10):
+                 C: float = 1.0, prior_scale: float = 1.0, max_iter: int = 50, tol: float = 1e-9):
         if prior not in ("population", "none"):
             raise ValueError("prior must be 'population' or 'none'")
         if prior == "population" and (mean is None or cov is None):
@@ -57,7 +72,7 @@ class MAPLogisticRegression:
             self.mu_ = np.zeros(d) if self.mean is None else self.mean.copy() * 0.0
             self.precision_ = np.eye(d) / self.C
         self.coef_ = self.mu_.copy()
-        self.covariance_ = np.linalg.inv(self.precision_)
+        self._cov_cache: np.ndarray | None = None
         self._X = np.zeros((0, d))
         self._y = np.zeros(0)
 
@@ -90,37 +105,49 @@ class MAPLogisticRegression:
         self._newton(self.coef_.copy())
         return self
 
-    def _objective(self, w: np.ndarray, X: np.ndarray, sign: np.ndarray) -> float:
-        diff = w - self.mu_
-        return float(np.logaddexp(0.0, -sign * (X @ w)).sum() + 0.5 * diff @ self.precision_ @ diff)
-
     def _newton(self, w: np.ndarray) -> None:
-        X, sign = self._X, 2.0 * self._y - 1.0
-        P, mu = self.precision_, self.mu_
-        hessian = P
-        if len(X):
-            f = self._objective(w, X, sign)
-            for _ in range(self.max_iter):
-                p = sigmoid(X @ w)
-                grad = X.T @ (p - self._y) + P @ (w - mu)
-                hessian = (X.T * (p * (1.0 - p))) @ X + P
-                if np.max(np.abs(grad)) < self.tol:
-                    break
-                step = np.linalg.solve(hessian, grad)
-                t, decrement = 1.0, float(grad @ step)
-                while True:
-                    candidate = w - t * step
-                    f_new = self._objective(candidate, X, sign)
-                    if f_new <= f - 1e-4 * t * decrement or t < 1e-10:
-                        break
-                    t *= 0.5
-                w, f = candidate, f_new
-                if decrement < self.tol * self.tol:
-                    break
-            p = sigmoid(X @ w)
+        """Damped Newton from `w`; X @ w is carried between steps (this loop is the hot path)."""
+        X, y, P, mu = self._X, self._y, self.precision_, self.mu_
+        self._cov_cache = None
+        if not len(X):
+            self.coef_ = w
+            return
+        sign = 2.0 * y - 1.0
+        z = X @ w
+        diff = w - mu
+        f = float(np.logaddexp(0.0, -sign * z).sum() + 0.5 * diff @ P @ diff)
+        for _ in range(self.max_iter):
+            p = sigmoid(z)
+            grad = X.T @ (p - y) + P @ diff
+            if np.abs(grad).max() < self.tol:
+                break
             hessian = (X.T * (p * (1.0 - p))) @ X + P
+            step = _solve(hessian, grad)
+            decrement = float(grad @ step)
+            t = 1.0
+            while True:
+                candidate = w - t * step
+                z_new = X @ candidate
+                diff_new = candidate - mu
+                f_new = float(np.logaddexp(0.0, -sign * z_new).sum() + 0.5 * diff_new @ P @ diff_new)
+                if f_new <= f - 1e-4 * t * decrement or t < 1e-10:
+                    break
+                t *= 0.5
+            w, z, diff, f = candidate, z_new, diff_new, f_new
+            if decrement < 1e-20:
+                break
         self.coef_ = w
-        self.covariance_ = np.linalg.inv(hessian)  # Laplace posterior covariance
+
+    @property
+    def covariance_(self) -> np.ndarray:
+        """The Laplace posterior covariance at coef_ (the prior's when there is no data)."""
+        if self._cov_cache is None:
+            hessian = self.precision_
+            if len(self._X):
+                p = sigmoid(self._X @ self.coef_)
+                hessian = (self._X.T * (p * (1.0 - p))) @ self._X + hessian
+            self._cov_cache = np.linalg.inv(hessian)
+        return self._cov_cache
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         return np.atleast_2d(np.asarray(X, dtype=np.float64)) @ self.coef_

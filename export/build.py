@@ -158,7 +158,7 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[
             "precisions": files,
             "fingerprint": sha256_file(fp32_path),
             "validation": validation,
-            "export": {"opset": opset, "optimum_exporter": "optimum.exporters.onnx.export",
+            "export": {"source_run": str(run.resolve()), "opset": opset, "optimum_exporter": "optimum.exporters.onnx.export",
                        "int8_quantization": quant_used, "seconds": None},
         }
         listed = [*files.values(), "tokenizer.json", POPULATION_FILE]

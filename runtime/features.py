@@ -32,7 +32,14 @@ class FeatureExtractor:
         self.dim = artifact.features
 
     def run_batch(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        """One session.run on an already padded batch."""
+        """One session.run on an already padded batch (IO binding on CUDA: one copy in, one out)."""
+        if self.device == "cuda":
+            binding = self.session.io_binding()
+            for name in self.input_names:
+                binding.bind_cpu_input(name, batch[name])
+            binding.bind_output("features", "cuda")
+            self.session.run_with_iobinding(binding)
+            return binding.copy_outputs_to_cpu()[0].astype(np.float32, copy=False)
         return self.session.run(["features"], {k: batch[k] for k in self.input_names})[0]
 
     def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:

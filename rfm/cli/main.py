@@ -8,7 +8,7 @@ from rfm import __version__
 from rfm.cli.common import RfmGroup
 from rfm.cli.data import data
 from rfm.cli.export import export
-from rfm.cli.runtime import adapt, evaluate_command, feedback, rerank, score, users
+from rfm.cli.runtime import adapt, bench, evaluate_command, feedback, rerank, score, users
 from rfm.cli.train import train
 
 
@@ -26,7 +26,7 @@ def cli() -> None:
 cli.add_command(data)
 cli.add_command(train)
 cli.add_command(export)
-for command in (evaluate_command, adapt, feedback, score, rerank, users):
+for command in (evaluate_command, adapt, feedback, score, rerank, users, bench):
     cli.add_command(command)
 
 

@@ -1,0 +1,31 @@
+"""rfm bench on a tiny artifact with a minimal grid: finishes fast, JSON has every contract field."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from rfm.cli.main import cli
+
+ROW_KEYS = {"device", "precision", "batch", "seq_len", "p50_ms", "p90_ms", "p99_ms", "seq_per_s"}
+
+
+def test_bench_json_has_every_field(tiny_artifact, tiny_run, tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli, [
+        "bench", str(tiny_artifact), "--device", "cpu", "--precision", "fp32,int8", "--batch", "1,2",
+        "--seq-len", "16", "--repeats", "2", "--warmup", "1", "--min-time", "0", "--threads", "1",
+        "--compare", "torch", "--run", str(tiny_run), "--json", str(out), "--plot", str(tmp_path / "b.png")])
+    assert result.exit_code == 0, result.output
+    obj = json.loads(out.read_text())
+    assert {"cpu", "cores", "gpu", "onnxruntime"} <= set(obj["machine"])
+    assert len(obj["runs"]) == 4 and all(set(r) >= ROW_KEYS for r in obj["runs"])
+    assert all(set(r) >= ROW_KEYS for r in obj["bare_session"])
+    assert obj["torch_fp32"] and all(set(r) >= ROW_KEYS for r in obj["torch_fp32"])
+    assert [a["m"] for a in obj["adapt"]] == [10, 50, 200]
+    assert all({"d", "m", "fit_ms", "sklearn_ms"} <= set(a) for a in obj["adapt"])
+    assert obj["cold_start_s"] > 0 and obj["peak_rss_mb"] > 0
+    assert obj["runtime_imports_training_stack"] is None
+    assert (tmp_path / "b.png").stat().st_size > 1000
+    assert "| cpu | int8 | 2 | 16 |" in result.output
