@@ -114,14 +114,14 @@ def bench_grid(artifact: Artifact, devices: Sequence[str], precisions: Sequence[
                 for batch in batches:
                     prompts, responses = texts_of_length(extractor.tokenizer, batch, seq_len)
                     progress(f"{device} {precision} batch {batch} x {seq_len}")
-                    samples = time_calls(lambda p=prompts, r=responses: extractor(p, r), repeats, warmup, min_time_s)
+                    samples = time_calls(lambda p=prompts, r=responses, e=extractor: e(p, r), repeats, warmup, min_time_s)
                     row = {"device": device, "precision": precision, "batch": batch, "seq_len": seq_len}
                     runs.append({**row, **percentiles(samples, batch, seq_len)})
                     arrays = extractor.tokenizer(prompts, responses)
                     if bare:
                         feeds = {k: arrays[k] for k in extractor.input_names}
                         session = extractor.session
-                        samples = time_calls(lambda f=feeds: session.run(["features"], f), repeats, warmup,
+                        samples = time_calls(lambda f=feeds, s=session: s.run(["features"], f), repeats, warmup,
                                              min_time_s)
                         bare_rows.append({**row, **percentiles(samples, batch, seq_len)})
                     if torch_model is not None and device == "cpu" and (batch, seq_len) not in torch_done:
@@ -167,15 +167,15 @@ def bench_adapt(d: int, ms: Sequence[int], repeats: int, with_sklearn: bool, pri
         if y.min() == y.max():
             y[0] = 1 - y[0]
         adapter, l2 = MAPLogisticRegression(mean, cov), MAPLogisticRegression(prior="none")
-        ours = time_calls(lambda X=X, y=y: adapter.fit(X, y), repeats, 3, 0.2)
-        plain = time_calls(lambda X=X, y=y: l2.fit(X, y), repeats, 3, 0.2)
+        ours = time_calls(lambda X=X, y=y, a=adapter: a.fit(X, y), repeats, 3, 0.2)
+        plain = time_calls(lambda X=X, y=y, a=l2: a.fit(X, y), repeats, 3, 0.2)
         fitted = MAPLogisticRegression(mean, cov).fit(X, y)
         x1 = rng.normal(size=(1, d))
 
-        def one_feedback(X=X, y=y, x1=x1):
-            adapter.fit(X, y)
+        def one_feedback(X=X, y=y, x1=x1, a=adapter):
+            a.fit(X, y)
             t = time.perf_counter()
-            adapter.partial_fit(x1, np.ones(1))
+            a.partial_fit(x1, np.ones(1))
             return time.perf_counter() - t
 
         update = [one_feedback() for _ in range(max(repeats, 20))]
@@ -188,7 +188,7 @@ def bench_adapt(d: int, ms: Sequence[int], repeats: int, with_sklearn: bool, pri
                 from sklearn.linear_model import LogisticRegression
 
                 sk_model = LogisticRegression(C=1.0, fit_intercept=False)
-                sk = time_calls(lambda X=X, y=y: sk_model.fit(X, y), repeats, 3, 0.2)
+                sk = time_calls(lambda X=X, y=y, a=sk_model: a.fit(X, y), repeats, 3, 0.2)
                 row["sklearn_ms"] = round(float(np.median(sk)) * 1e3, 4)
             except ImportError:
                 pass
