@@ -63,10 +63,17 @@ def _features(path: Path, pair_tok: PairTokenizer, texts, inputs: list[str], bat
     return np.concatenate(out)
 
 
-def _compare(reference: np.ndarray, other: np.ndarray, pairs, w: np.ndarray) -> dict:
+def _cosines(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Per-text cosine of feature vectors; for d = 1 (a scalar reward) the cosine of the whole column."""
+    if reference.shape[1] == 1:
+        reference, other = reference.T, other.T
     num = (reference * other).sum(1)
     den = np.linalg.norm(reference, axis=1) * np.linalg.norm(other, axis=1)
-    cosine = np.where(den > 0, num / np.maximum(den, 1e-30), 1.0)
+    return np.where(den > 0, num / np.maximum(den, 1e-30), 1.0)
+
+
+def _compare(reference: np.ndarray, other: np.ndarray, pairs, w: np.ndarray) -> dict:
+    cosine = _cosines(reference, other)
     a, b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     margin = (reference[a] - reference[b]) @ w
     agree = np.sign(margin) == np.sign((other[a] - other[b]) @ w)

@@ -20,6 +20,7 @@ from rfm.train.trainer import (
     TrainConfig,
     config_dict,
     fit_bradley_terry,
+    fit_head_on_embeddings,
     index_pairs,
     population_prior,
 )
@@ -96,14 +97,9 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
                 weights, prior, metrics = _fit_linear_probe(embeddings, data, cfg)
                 summary.update(metrics=metrics, history=[], best_epoch=0)
             else:
-                emb = torch.from_numpy(embeddings)
                 for p in model.backbone.parameters():
                     p.requires_grad_(False)
-
-                def featurise(idx: np.ndarray, train_mode: bool) -> torch.Tensor:
-                    return model.head(emb[torch.from_numpy(idx)])
-
-                result = fit_bradley_terry(data, featurise, [model.head], cfg, features, progress)
+                result = fit_head_on_embeddings(data, embeddings, model.head, cfg, features, progress)
                 weights, prior = _finish(result, cfg)
                 summary.update(metrics=result.metrics, history=result.history, best_epoch=result.best_epoch)
         else:

@@ -1,7 +1,9 @@
 """Train the RFM (or a baseline) on rater-identified pairs with the Bradley-Terry objective.
 
 p(y > y' | x, h) = sigmoid(<phi(x, y) - phi(x, y'), w_h>), with w_h = w_0 + delta_h and an L2
-penalty on the deviations delta_h (the rater matrix W = w_0 + Delta). The head is trained with
+penalty on the deviations delta_h (the rater matrix W = w_0 + Delta). A second BT term scores every
+pair with w_0 alone (weight `population_loss`), so the shared weights stay a good reward for someone
+we know nothing about: a new user's prior mean, which must not lose to the non-adaptive baseline. The head is trained with
 weight decay and input dropout; a validation share of every rater's pairs picks the best epoch by
 validation log-likelihood (early stopping), because a frozen-encoder head overfits fast.
 """
@@ -39,14 +41,16 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 3e-3
     backbone_lr: float = 3e-5
-    weight_decay: float = 0.05
-    w_l2: float = 0.05
+    weight_decay: float = 0.1
+    w_l2: float = 0.3
     dropout: float = 0.2
     max_length: int = 256
     val_frac: float = 0.15
     patience: int = 6
     min_pairs: int = 5
     probe_l2: float = 1.0
+    population_loss: float = 1.0  # weight of the BT loss of the shared w_0 alone (the population reward)
+    warm_start: bool = True  # start the RFM from the fitted population reward (linear head)
     seed: int = 0
 
 
@@ -103,10 +107,12 @@ def validation_mask(user: np.ndarray, frac: float, seed: int) -> np.ndarray:
 class RaterWeights(nn.Module):
     """w_h = w_0 + delta_h; the baseline keeps w_0 = 1 fixed (a scalar reward, d = 1)."""
 
-    def __init__(self, n_users: int, d: int, trainable: bool, seed: int):
+    def __init__(self, n_users: int, d: int, trainable: bool, seed: int, init_shared: np.ndarray | None = None):
         super().__init__()
         gen = torch.Generator().manual_seed(seed + 1)
         init = torch.randn(d, generator=gen) / math.sqrt(d) if trainable else torch.ones(d)
+        if init_shared is not None:
+            init = torch.as_tensor(init_shared, dtype=torch.float32).clone()
         self.shared = nn.Parameter(init, requires_grad=trainable)
         self.delta = nn.Parameter(torch.zeros(n_users, d), requires_grad=trainable)
 
@@ -139,6 +145,7 @@ def fit_bradley_terry(
     d: int,
     progress: bool = True,
     module_lrs: Sequence[float] | None = None,
+    init_shared: np.ndarray | None = None,
 ) -> FitResult:
     """Minibatch AdamW on the BT objective with early stopping on validation log-likelihood.
 
@@ -151,7 +158,8 @@ def fit_bradley_terry(
     rng = np.random.default_rng(cfg.seed)
     val = validation_mask(data.user, cfg.val_frac, cfg.seed)
     train_rows, val_rows = np.flatnonzero(~val), np.flatnonzero(val)
-    weights = RaterWeights(len(data.user_ids), d, trainable=cfg.kind == "rfm", seed=cfg.seed)
+    weights = RaterWeights(len(data.user_ids), d, trainable=cfg.kind == "rfm", seed=cfg.seed,
+                           init_shared=init_shared)
     lrs = module_lrs or [cfg.lr] * len(trainable)
     groups = [{"params": [p for p in m.parameters() if p.requires_grad], "lr": lr, "weight_decay": cfg.weight_decay}
               for m, lr in zip(trainable, lrs, strict=True)]
@@ -160,9 +168,10 @@ def fit_bradley_terry(
     groups = [g for g in groups if g["params"]]
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
 
-    def evaluate(rows: np.ndarray) -> tuple[float, float]:
+    def evaluate(rows: np.ndarray) -> tuple[float, float, float]:
+        """Rater-weight BT loss and accuracy, and the BT loss of the shared w_0 alone."""
         if len(rows) == 0:
-            return float("nan"), float("nan")
+            return float("nan"), float("nan"), float("nan")
         with torch.no_grad():
             for m in trainable:
                 m.eval()
@@ -172,12 +181,32 @@ def fit_bradley_terry(
             ia = torch.tensor([pos[t] for t in data.a[rows]])
             ib = torch.tensor([pos[t] for t in data.b[rows]])
             loss, margin = bt_loss(phi[ia], phi[ib], weights(torch.from_numpy(data.user[rows])))
-        return float(loss), float((margin > 0).float().mean())
+            population, _ = bt_loss(phi[ia], phi[ib], weights.shared)
+        return float(loss), float((margin > 0).float().mean()), float(population)
 
     history: list[dict] = []
     best = (math.inf, -1, None)
     bad_epochs = 0
+    def consider(epoch: int) -> bool:
+        """Record this epoch; keep its state if it is the best so far. False means: stop early."""
+        nonlocal best, bad_epochs
+        train_loss, train_acc, _ = evaluate(train_rows)
+        val_loss, val_acc, val_population_loss = evaluate(val_rows)
+        history.append({"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
+                        "val_loss": val_loss, "val_acc": val_acc, "val_population_loss": val_population_loss})
+        bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", val_acc=f"{val_acc:.3f}")
+        # Selection is by the raters' own validation pairs; the population term only shapes training.
+        score = val_loss if len(val_rows) else train_loss
+        if score < best[0] - 1e-5:
+            state = ([copy.deepcopy(m.state_dict()) for m in trainable], copy.deepcopy(weights.state_dict()))
+            best, bad_epochs = (score, epoch, state), 0
+            return True
+        bad_epochs += 1
+        return not (len(val_rows) and bad_epochs >= cfg.patience)
+
     bar = tqdm(range(1, cfg.epochs + 1), desc=f"training {cfg.kind}", unit="epoch", disable=not progress)
+    if init_shared is not None:
+        consider(0)  # a warm start is itself a candidate: training must beat it on validation
     for epoch in bar:
         for m in trainable:
             m.train()
@@ -190,29 +219,20 @@ def fit_bradley_terry(
             loss, _ = bt_loss(phi[ia], phi[ib], weights(torch.from_numpy(data.user[rows])))
             if cfg.kind == "rfm":
                 loss = loss + cfg.w_l2 * (weights.delta.pow(2).sum(-1).mean() + 1e-3 * weights.shared.pow(2).sum())
+                if cfg.population_loss > 0:  # keep w_0 a good reward for a rater we know nothing about
+                    loss = loss + cfg.population_loss * bt_loss(phi[ia], phi[ib], weights.shared)[0]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        train_loss, train_acc = evaluate(train_rows)
-        val_loss, val_acc = evaluate(val_rows)
-        history.append({"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
-                        "val_loss": val_loss, "val_acc": val_acc})
-        bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", val_acc=f"{val_acc:.3f}")
-        score = val_loss if len(val_rows) else train_loss
-        if score < best[0] - 1e-5:
-            state = ([copy.deepcopy(m.state_dict()) for m in trainable], copy.deepcopy(weights.state_dict()))
-            best, bad_epochs = (score, epoch, state), 0
-        else:
-            bad_epochs += 1
-            if len(val_rows) and bad_epochs >= cfg.patience:
-                break
+        if not consider(epoch):
+            break
     bar.close()
     module_states, weight_state = best[2]
     for m, s in zip(trainable, module_states, strict=True):
         m.load_state_dict(s)
     weights.load_state_dict(weight_state)
-    best_row = history[best[1] - 1]
-    metrics = {k: best_row[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc")}
+    best_row = next(row for row in history if row["epoch"] == best[1])
+    metrics = {k: best_row[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc", "val_population_loss")}
     metrics.update(train_pairs=len(train_rows), val_pairs=len(val_rows), epochs_run=len(history))
     return FitResult(weights, history, best[1], metrics)
 
@@ -237,3 +257,33 @@ def config_dict(cfg: TrainConfig) -> dict:
 
 def elapsed(start: float) -> float:
     return round(time.perf_counter() - start, 3)
+
+
+def fit_head_on_embeddings(data: PairData, embeddings: np.ndarray, head: nn.Module, cfg: TrainConfig, d: int,
+                           progress: bool = True) -> FitResult:
+    """Train the head (and W) on cached pooled embeddings.
+
+    With `warm_start` (RFM, linear head), the population reward is fitted first as a one-feature
+    Bradley-Terry model; it becomes feature 0 with w_0 = e_0, so training starts from the
+    non-adaptive model and the best epoch (epoch 0 included) must beat it on validation.
+    """
+    emb = torch.from_numpy(embeddings)
+
+    def featurise_with(module: nn.Module):
+        return lambda idx, train_mode: module(emb[torch.from_numpy(idx)])
+
+    init_shared = None
+    linear = head[-1] if isinstance(head, nn.Sequential) else None
+    if cfg.kind == "rfm" and cfg.warm_start and cfg.head == "linear" and isinstance(linear, nn.Linear):
+        from dataclasses import replace
+
+        population = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(embeddings.shape[1], 1))
+        pooled = PairData(data.texts, data.a, data.b, np.zeros_like(data.user), [POPULATION_USER])
+        fit_bradley_terry(pooled, featurise_with(population), [population], replace(cfg, kind="baseline"), 1,
+                          progress)
+        with torch.no_grad():
+            linear.bias.zero_()
+            linear.weight[0] = population[-1].weight[0]
+            linear.bias[0] = population[-1].bias[0]
+        init_shared = np.eye(d)[0]
+    return fit_bradley_terry(data, featurise_with(head), [head], cfg, d, progress, init_shared=init_shared)

@@ -7,6 +7,7 @@ import click
 from rfm import __version__
 from rfm.cli.common import RfmGroup
 from rfm.cli.data import data
+from rfm.cli.demo import demo
 from rfm.cli.export import export
 from rfm.cli.runtime import adapt, bench, evaluate_command, feedback, rerank, score, users
 from rfm.cli.train import train
@@ -26,7 +27,7 @@ def cli() -> None:
 cli.add_command(data)
 cli.add_command(train)
 cli.add_command(export)
-for command in (evaluate_command, adapt, feedback, score, rerank, users, bench):
+for command in (evaluate_command, adapt, feedback, score, rerank, users, bench, demo):
     cli.add_command(command)
 
 

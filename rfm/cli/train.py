@@ -32,8 +32,8 @@ def require_train_extra() -> None:
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--lr", type=float, default=3e-3, show_default=True, help="Learning rate of the head and W.")
 @click.option("--backbone-lr", type=float, default=3e-5, show_default=True, help="With --tune full.")
-@click.option("--weight-decay", type=float, default=0.05, show_default=True, help="AdamW decay of the head.")
-@click.option("--w-l2", type=float, default=0.05, show_default=True,
+@click.option("--weight-decay", type=float, default=0.1, show_default=True, help="AdamW decay of the head.")
+@click.option("--w-l2", type=float, default=0.3, show_default=True,
               help="L2 penalty on each rater's deviation from the shared weights.")
 @click.option("--dropout", type=float, default=0.2, show_default=True, help="Dropout on pooled embeddings.")
 @click.option("--max-length", type=int, default=256, show_default=True, help="Tokens per (prompt, response).")
@@ -42,6 +42,8 @@ def require_train_extra() -> None:
 @click.option("--patience", type=int, default=6, show_default=True)
 @click.option("--min-pairs", type=int, default=5, show_default=True,
               help="Raters with fewer pairs are left out (reported).")
+@click.option("--population-loss", type=float, default=1.0, show_default=True,
+              help="Weight of the BT loss of the shared weights alone (keeps the new-user prior strong).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing run dir.")
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as one JSON object.")

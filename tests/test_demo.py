@@ -1,0 +1,39 @@
+"""rfm demo end to end on a tiny backbone and a slice of the real TL;DR data."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from conftest import SHARED
+
+from rfm.cli.main import cli
+
+
+def test_demo_runs_every_stage(tiny_backbone, tmp_path):
+    out = tmp_path / "demo"
+    args = ["demo", "--data-dir", str(SHARED), "-o", str(out), "--backbone", str(tiny_backbone), "--features", "8",
+            "--max-pairs", "500", "--min-pairs", "10", "--shots", "0,5", "--repeats", "1", "--threads", "1"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["pairs"] == 500 and summary["heldout_users"] >= 1 and summary["training_raters"] >= 2
+    for kind in ("rfm", "baseline"):
+        assert (out / "runs" / kind / "model.safetensors").is_file()
+        assert (out / "artifacts" / kind / "model_int8.onnx").is_file()
+        acc = summary["heldout_accuracy"][kind]
+        assert set(acc) == {"0", "5"} and all(0.0 <= a <= 1.0 for a in acc.values())
+    assert (out / "accuracy_vs_shots.png").stat().st_size > 1000
+    example = summary["personalised_example"]
+    assert example["candidates"] >= 2 and example["adapted_on"] >= 1
+    assert summary["latency"]["rerank8_p50_ms"] > 0
+    # a re-run reuses the trained runs and exported artifacts
+    again = CliRunner().invoke(cli, [*args, "--no-bench"])
+    assert again.exit_code == 0, again.output
+    assert again.stderr.count("unchanged, reusing") == 4
+
+
+def test_demo_without_data_says_where_to_get_it(tmp_path):
+    result = CliRunner().invoke(cli, ["demo", "--data-dir", str(tmp_path / "nothing"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "RFM_DATA_DIR" in result.stderr and "Traceback" not in result.output
