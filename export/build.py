@@ -128,7 +128,7 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[
         quant_used = None
         if "int8" in precisions:
             log("quantising to int8 ...")
-            quant_used = quantize_int8(fp32_path, staging / FILE_OF["int8"], quant_target)
+            quant_used = quantize_int8(fp32_path, staging / FILE_OF["int8"], quant_target, config)
             report = _compare(reference, _features(staging / FILE_OF["int8"], pair_tok, texts, inputs), pairs, mean_w)
             validation["int8"] = report
             if report["mean_cosine"] < INT8_MIN_COSINE or report["pair_agreement"] < INT8_MIN_AGREEMENT:

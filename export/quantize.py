@@ -32,7 +32,7 @@ def host_quant_target() -> str:
     return "avx2"
 
 
-def quantize_int8(src: Path, dst: Path, target: str = "auto") -> str:
+def quantize_int8(src: Path, dst: Path, target: str = "auto", config=None) -> str:
     """Dynamic int8 quantisation of `src` into `dst`; returns the target used."""
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
@@ -46,7 +46,7 @@ def quantize_int8(src: Path, dst: Path, target: str = "auto") -> str:
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         quant_pre_process(str(src), str(work / "model.onnx"), skip_optimization=True)
-        quantizer = ORTQuantizer.from_pretrained(work, file_name="model.onnx")
+        quantizer = ORTQuantizer(work / "model.onnx", config=config)
         quantizer.quantize(save_dir=work / "out", quantization_config=qconfig)
         produced = next((work / "out").glob("*.onnx"))
         os.replace(produced, dst)

@@ -117,3 +117,16 @@ def test_cli_bad_input_is_one_line_exit_2(tiny_artifact, tmp_path):
     assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "missing.txt" in result.stderr
     result = runner.invoke(cli, ["rerank", str(tmp_path), "--user", "a", "--prompt", "p", "-"], input="x\n")
     assert result.exit_code == 1 and "rfm.json" in result.stderr
+
+
+def test_readme_desktop_example_runs(tiny_artifact, tmp_path):
+    import os
+
+    from conftest import ROOT
+
+    env = {**os.environ, "RFM_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "desktop_app.py"), str(tiny_artifact)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ask alice to choose between" in out.stdout and "best draft now" in out.stdout
+    assert list(tmp_path.rglob("*.json"))  # her weights were stored
