@@ -77,8 +77,8 @@ def test_baseline_and_linear_probe_export_through_the_same_command(tiny_backbone
     assert manifest["features"] == 1 and manifest["adaptive"] is False
     train_tiny(tiny_backbone, scenario2_split / "train.jsonl", tmp_path / "probe_run", kind="linear-probe")
     manifest = export_run(tmp_path / "probe_run", tmp_path / "probe", ["fp32"], log=lambda m: None)
-    assert manifest["features"] == 64 and manifest["kind"] == "linear-probe"
-    assert load_artifact(tmp_path / "probe", verify="all").features == 64
+    assert manifest["features"] == 128 and manifest["kind"] == "linear-probe"  # mean+response: 2 x 64
+    assert load_artifact(tmp_path / "probe", verify="all").features == 128
 
 
 def test_existing_output_needs_overwrite(tiny_run, tiny_artifact):

@@ -103,6 +103,6 @@ def test_linear_probe_and_full_tuning(tiny_backbone, scenario2_split, tmp_path):
     probe = train_tiny(tiny_backbone, data, tmp_path / "probe", kind="linear-probe")
     assert probe["metrics"]["train_acc"] > 0.5
     _, weights = load_raters(tmp_path / "probe")
-    assert weights.shape == (1, 64)
+    assert weights.shape == (1, 128)  # mean+response pooling: 2 x hidden
     full = train_tiny(tiny_backbone, data, tmp_path / "full", tune="full", epochs=1, batch_size=32)
     assert full["history"] and (tmp_path / "full" / "model.safetensors").is_file()

@@ -23,11 +23,10 @@ def text_key(prompt: str, response: str) -> bytes:
 class EmbeddingCache:
     """A persistent map from text-pair hash to a float32 vector."""
 
-    def __init__(self, key: str, dim: int, root: Path | None = None):
+    def __init__(self, key: str, root: Path | None = None):
         folder = (root or cache_dir()) / "embeddings"
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / f"{key}.sqlite"
-        self.dim = dim
         self._db = sqlite3.connect(self.path)
         self._db.execute("CREATE TABLE IF NOT EXISTS emb (k BLOB PRIMARY KEY, v BLOB NOT NULL)")
 

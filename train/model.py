@@ -7,6 +7,7 @@ from torch import nn
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 
 KINDS = ("rfm", "baseline", "linear-probe")
+POOLINGS = ("mean", "response", "mean+response")
 
 
 def build_head(hidden: int, features: int, head: str, head_hidden: int, dropout: float) -> nn.Module:
@@ -26,6 +27,22 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None,
+         pooling: str) -> torch.Tensor:
+    """Mean over all tokens, over the response's tokens (segment B), or both concatenated.
+
+    The encoder sees prompt and response together either way; response pooling keeps a long prompt
+    from drowning out the difference between two responses to it.
+    """
+    full = mean_pool(hidden, attention_mask)
+    if pooling == "mean" or token_type_ids is None:
+        return full if pooling != "mean+response" else torch.cat([full, full], dim=-1)
+    response_mask = attention_mask * token_type_ids
+    has_response = (response_mask.sum(1, keepdim=True) > 0).to(hidden.dtype)
+    response = has_response * mean_pool(hidden, response_mask) + (1 - has_response) * full
+    return response if pooling == "response" else torch.cat([full, response], dim=-1)
+
+
 class RewardFeatureModel(PreTrainedModel):
     """phi_theta(x, y): the whole feature graph that `rfm export` turns into ONNX.
 
@@ -40,7 +57,8 @@ class RewardFeatureModel(PreTrainedModel):
     def __init__(self, config: PretrainedConfig, backbone: nn.Module | None = None):
         super().__init__(config)
         self.backbone = backbone if backbone is not None else AutoModel.from_config(config)
-        self.head = build_head(config.hidden_size, config.rfm_features, config.rfm_head,
+        pooled_size = config.hidden_size * (2 if config.rfm_pooling == "mean+response" else 1)
+        self.head = build_head(pooled_size, config.rfm_features, config.rfm_head,
                                config.rfm_head_hidden, config.rfm_dropout)
         self.uses_token_types = "token_type_ids" in _forward_args(self.backbone)
 
@@ -50,7 +68,8 @@ class RewardFeatureModel(PreTrainedModel):
         if self.uses_token_types and token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
         hidden = self.backbone(**kwargs).last_hidden_state
-        return mean_pool(hidden, attention_mask)
+        types = token_type_ids if self.uses_token_types else None
+        return pool(hidden, attention_mask, types, self.config.rfm_pooling)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -64,15 +83,17 @@ def _forward_args(module: nn.Module) -> set[str]:
 
 
 def rfm_config(backbone_config: PretrainedConfig, *, kind: str, features: int, head: str, head_hidden: int,
-               dropout: float, max_length: int, truncation: str, backbone_name: str) -> PretrainedConfig:
+               dropout: float, max_length: int, truncation: str, backbone_name: str,
+               pooling: str = "response") -> PretrainedConfig:
     """The backbone config with the RFM fields recorded (what export and runtime reproduce)."""
     config = backbone_config.__class__.from_dict(backbone_config.to_dict())
     config.rfm_kind = kind
-    config.rfm_features = backbone_config.hidden_size if head == "identity" else features
+    pooled_size = backbone_config.hidden_size * (2 if pooling == "mean+response" else 1)
+    config.rfm_features = pooled_size if head == "identity" else features
     config.rfm_head = head
     config.rfm_head_hidden = head_hidden
     config.rfm_dropout = dropout
-    config.rfm_pooling = "mean"
+    config.rfm_pooling = pooling
     config.rfm_max_length = max_length
     config.rfm_truncation = truncation
     config.rfm_backbone = backbone_name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def _validate(cfg: TrainConfig) -> None:
         (cfg.kind in ("rfm", "baseline", "linear-probe"), "--baseline must be 'bt' or 'linear-probe'"),
         (cfg.tune in ("head", "full"), "--tune must be head or full"),
         (cfg.head in ("linear", "mlp"), "--head must be linear or mlp"),
+        (cfg.pooling in ("mean", "response", "mean+response"), "--pooling must be mean, response or mean+response"),
         (cfg.features >= 1, "--features must be >= 1"),
         (cfg.epochs >= 1, "--epochs must be >= 1"),
         (cfg.batch_size >= 1, "--batch-size must be >= 1"),
@@ -82,7 +84,7 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
         features = 1 if cfg.kind == "baseline" else cfg.features
         config = rfm_config(backbone.config, kind=cfg.kind, features=features, head=head,
                             head_hidden=cfg.head_hidden, dropout=cfg.dropout, max_length=cfg.max_length,
-                            truncation=TRUNCATION_STRATEGY, backbone_name=cfg.backbone)
+                            truncation=TRUNCATION_STRATEGY, backbone_name=cfg.backbone, pooling=cfg.pooling)
         torch.manual_seed(cfg.seed)
         model = RewardFeatureModel(config, backbone=backbone)
         model.eval()
@@ -105,6 +107,9 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
         else:
             weights, prior, fit_summary = _train_full(model, pair_tok, data, cfg, features, progress)
             summary.update(fit_summary)
+            if not fit_summary.pop("main_process", True):  # under `accelerate launch`, one writer
+                shutil.rmtree(staging, ignore_errors=True)
+                return summary
         model.eval()
         model.save_pretrained(staging, safe_serialization=True)
         hf_tokenizer.save_pretrained(staging)
@@ -114,8 +119,6 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
             json.dump(summary, handle, indent=1, default=float)
         publish(staging, out)
     except BaseException:
-        import shutil
-
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return summary
@@ -126,9 +129,8 @@ def _cached_embeddings(model, pair_tok, data: PairData, cfg: TrainConfig, progre
     import hashlib
 
     fingerprint = weights_fingerprint(model.backbone)
-    key = hashlib.sha256(f"{fingerprint}|{cfg.max_length}|{TRUNCATION_STRATEGY}|mean".encode()).hexdigest()[:32]
-    cache = None if os.environ.get("RFM_NO_CACHE") == "1" else EmbeddingCache(key, model.config.hidden_size,
-                                                                                cache_root)
+    key = hashlib.sha256(f"{fingerprint}|{cfg.max_length}|{TRUNCATION_STRATEGY}|{cfg.pooling}".encode()).hexdigest()
+    cache = None if os.environ.get("RFM_NO_CACHE") == "1" else EmbeddingCache(key[:32], cache_root)
     encoder = FrozenEncoder(model, pair_tok)
     try:
         matrix, encoded = embed_texts(data.texts, encoder, cache, progress=progress)
@@ -178,12 +180,14 @@ def _train_full(model: RewardFeatureModel, pair_tok: PairTokenizer, data: PairDa
                 outputs.append(model(**tensors)["features"].float())
         return torch.cat(outputs).cpu() if outputs[0].device.type != "cpu" else torch.cat(outputs)
 
-    result = fit_bradley_terry(data, featurise, [model.head, model.backbone], cfg, features, progress,
-                               module_lrs=[cfg.lr, cfg.backbone_lr])
+    result = fit_bradley_terry(data, featurise, [model.head, model.backbone], cfg, features,
+                               progress and accelerator.is_main_process, module_lrs=[cfg.lr, cfg.backbone_lr],
+                               accelerator=accelerator)
     model.to("cpu")
     weights, prior = _finish(result, cfg)
     return weights, prior, {"metrics": result.metrics, "history": result.history, "best_epoch": result.best_epoch,
-                            "encoded_texts": None, "device": str(device)}
+                            "encoded_texts": None, "device": str(device), "processes": accelerator.num_processes,
+                            "main_process": accelerator.is_main_process}
 
 
 def describe(summary: dict) -> str:

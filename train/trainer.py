@@ -45,6 +45,7 @@ class TrainConfig:
     w_l2: float = 0.3
     dropout: float = 0.2
     max_length: int = 256
+    pooling: str = "response"  # mean | response | mean+response
     val_frac: float = 0.15
     patience: int = 6
     min_pairs: int = 5
@@ -146,11 +147,14 @@ def fit_bradley_terry(
     progress: bool = True,
     module_lrs: Sequence[float] | None = None,
     init_shared: np.ndarray | None = None,
+    accelerator=None,
 ) -> FitResult:
     """Minibatch AdamW on the BT objective with early stopping on validation log-likelihood.
 
     `featurise(text_indices, train_mode)` returns phi for those distinct texts; `module_lrs` gives each
-    trainable module its own learning rate (default: cfg.lr for all).
+    trainable module its own learning rate (default: cfg.lr for all). With an `accelerate.Accelerator`
+    running several processes, each takes its share of every minibatch and gradients are averaged
+    across processes before each step (plain data parallelism, as DDP does).
     """
     from tqdm.auto import tqdm
 
@@ -213,6 +217,10 @@ def fit_bradley_terry(
         order = rng.permutation(train_rows)
         for start in range(0, len(order), cfg.batch_size):
             rows = order[start : start + cfg.batch_size]
+            if accelerator is not None and accelerator.num_processes > 1:
+                rows = rows[accelerator.process_index :: accelerator.num_processes]
+                if len(rows) == 0:
+                    rows = order[start : start + 1]
             needed, inverse = np.unique(np.concatenate([data.a[rows], data.b[rows]]), return_inverse=True)
             phi = featurise(needed, True)
             ia, ib = inverse[: len(rows)], inverse[len(rows) :]
@@ -223,6 +231,11 @@ def fit_bradley_terry(
                     loss = loss + cfg.population_loss * bt_loss(phi[ia], phi[ib], weights.shared)[0]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if accelerator is not None and accelerator.num_processes > 1:
+                for group in optimizer.param_groups:
+                    for param in group["params"]:
+                        if param.grad is not None:
+                            param.grad = accelerator.reduce(param.grad, reduction="mean")
             optimizer.step()
         if not consider(epoch):
             break
