@@ -238,12 +238,14 @@ def personalise_one(artifact: Path, heldout, all_pairs, shots: int, store: Path,
     model.adapt(user, [(p.prompt, p.chosen, p.rejected) for p in adapt_pairs], replace=True)
     after = model.rerank(user, post.prompt, candidates)
     title = post.prompt.split("\n", 1)[0][:90]
-    say(f"   worker {user[:12]}…: adapted from {len(adapt_pairs)} of their {len(mine)} choices")
-    say(f"   post: {title!r} — {len(candidates)} candidate summaries; the worker preferred: "
-        f"{post.chosen.strip()[:70]!r}")
-    say("   population prior                         | personalised")
+    prior_w, personal_w = model.population["mean"], model.weights(user)
+    say(f"   worker {user[:12]}…: adapted from {len(adapt_pairs)} of their {len(mine)} choices; "
+        f"|w - prior mean| = {np.linalg.norm(personal_w - prior_w):.3f} (|prior mean| = {np.linalg.norm(prior_w):.3f})")
+    say(f"   post: {title!r}: {len(candidates)} candidate summaries (* = the one this worker chose over another)")
+    say(f"   {'population prior':<44} | personalised")
     for b, a in zip(before, after, strict=True):
-        say(f"   {b.score:+6.2f} {b.text.strip()[:34]:<34} | {a.score:+6.2f} {a.text.strip()[:34]}")
+        mark_b, mark_a = ("*" if b.text == post.chosen else " "), ("*" if a.text == post.chosen else " ")
+        say(f"   {b.score:+7.3f}{mark_b}{b.text.strip()[:35]:<36} | {a.score:+7.3f}{mark_a}{a.text.strip()[:35]}")
     return {"user": user, "adapted_on": len(adapt_pairs), "post_title": title, "candidates": len(candidates),
             "worker_choice": post.chosen, "top_before": before[0].text, "top_after": after[0].text}
 
