@@ -29,14 +29,18 @@ def personalization_report(path: Path, out: Path) -> None:
              f"Command: `{results['command']}` (total {results.get('total_seconds', 0) / 60:.0f} min, 2-core CPU). "
              "Accuracy on each held-out user's remaining pairs, averaged per user over 5 seeded draws, then over "
              "users; int8 ONNX artifacts through the runtime. `map` = the population prior (empirical Bayes), "
-             "`l2` = the paper's plain L2 adapter. TL;DR rows average 3 training seeds (± = sd over seeds).", ""]
+             "`l2` = the paper's plain L2 adapter. TL;DR rows average 3 training seeds (± = sd over seeds). "
+             "`best epoch` 0 means that no training epoch beat the warm start (the fitted population reward "
+             "as feature 0) on the raters' validation pairs, so the RFM is the population model plus untrained "
+             "features. `(fp32)`: the int8 export missed a validation bound, so the fp32 graph was evaluated.",
+             ""]
     for dataset, entry in results["datasets"].items():
         split = entry.get("split") or {}
         lines += [f"## {dataset}", "", f"{split.get('train_users', '?')} training raters, "
                   f"{split.get('heldout_users', '?')} held-out users.", ""]
         shots = list(next(iter(entry["methods"].values()))[0]["heldout_map"]["shots"])
-        lines += ["| method | adapter | seen acc | " + " | ".join(f"m={m}" for m in shots) + " |",
-                  "|---|---|---:|" + "---:|" * len(shots)]
+        lines += ["| method | adapter | best epoch | seen acc | " + " | ".join(f"m={m}" for m in shots) + " |",
+                  "|---|---|---|---:|" + "---:|" * len(shots)]
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for name, rows in entry["methods"].items():
             seen = np.mean([r["seen"]["accuracy"] for r in rows])
@@ -45,7 +49,10 @@ def personalization_report(path: Path, out: Path) -> None:
                     continue
                 acc = _mean_shots(rows, f"heldout_{adapter}")
                 cells = " | ".join(f"{acc[m][0]:.3f}" + (f" ± {acc[m][1]:.3f}" if acc[m][1] else "") for m in shots)
-                lines.append(f"| {name} | {adapter if name != 'baseline-bt' else 'none'} | {seen:.3f} | {cells} |")
+                epochs = ",".join(str(r["best_epoch"]) for r in rows)
+                precision = "" if all(r["precision"] == "int8" for r in rows) else " (fp32)"
+                lines.append(f"| {name}{precision} | {adapter if name != 'baseline-bt' else 'none'} | {epochs} | "
+                             f"{seen:.3f} | {cells} |")
                 if adapter == "map" or name.startswith("rfm-d32"):
                     xs = [int(m) for m in shots]
                     ax.plot(xs, [acc[m][0] for m in shots], marker="o",

@@ -106,3 +106,15 @@ def test_linear_probe_and_full_tuning(tiny_backbone, scenario2_split, tmp_path):
     assert weights.shape == (1, 128)  # mean+response pooling: 2 x hidden
     full = train_tiny(tiny_backbone, data, tmp_path / "full", tune="full", epochs=1, batch_size=32)
     assert full["history"] and (tmp_path / "full" / "model.safetensors").is_file()
+
+
+def test_training_is_deterministic_for_a_seed(tiny_backbone, scenario2_split, tmp_path):
+    data = scenario2_split / "train.jsonl"
+    train_tiny(tiny_backbone, data, tmp_path / "a", epochs=5)
+    train_tiny(tiny_backbone, data, tmp_path / "b", epochs=5)
+    train_tiny(tiny_backbone, data, tmp_path / "c", epochs=5, seed=1)
+    _, wa = load_raters(tmp_path / "a")
+    _, wb = load_raters(tmp_path / "b")
+    _, wc = load_raters(tmp_path / "c")
+    np.testing.assert_array_equal(wa, wb)
+    assert not np.array_equal(wa, wc)
