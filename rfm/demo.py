@@ -241,6 +241,9 @@ def personalise_one(artifact: Path, heldout, all_pairs, shots: int, store: Path,
     prior_w, personal_w = model.population["mean"], model.weights(user)
     say(f"   worker {user[:12]}…: adapted from {len(adapt_pairs)} of their {len(mine)} choices; "
         f"|w - prior mean| = {np.linalg.norm(personal_w - prior_w):.3f} (|prior mean| = {np.linalg.norm(prior_w):.3f})")
+    if np.linalg.norm(personal_w - prior_w) < 1e-6:
+        say("   note: the training raters' weights came out identical (no epoch beat the population warm start on "
+            "their validation pairs), so the prior says users do not differ and adaptation cannot move w")
     say(f"   post: {title!r}: {len(candidates)} candidate summaries (* = the one this worker chose over another)")
     say(f"   {'population prior':<44} | personalised")
     for b, a in zip(before, after, strict=True):
