@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from rfm.export.onnx_export import (
+    cpu_session,
     export_fp32,
     fuse_transformer,
     onnx_features,
@@ -55,12 +56,18 @@ def _validation_texts(path: str | None, limit: int = 96) -> tuple[list[tuple[str
     return sample, pairs
 
 
-def _features(path: Path, pair_tok: PairTokenizer, texts, inputs: list[str], batch: int = 16) -> np.ndarray:
+def _features(path: Path, pair_tok: PairTokenizer, texts, batch: int = 16) -> np.ndarray:
+    session = cpu_session(path)
     out = []
     for start in range(0, len(texts), batch):
         chunk = texts[start : start + batch]
-        out.append(onnx_features(path, pair_tok([p for p, _ in chunk], [r for _, r in chunk]), inputs))
+        out.append(onnx_features(session, pair_tok([p for p, _ in chunk], [r for _, r in chunk])))
     return np.concatenate(out)
+
+
+def _max_diff_vs_torch(path: Path, model, batches) -> float:
+    session = cpu_session(path)
+    return max(float(np.abs(onnx_features(session, b) - torch_features(model, b)).max()) for b in batches)
 
 
 def _cosines(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
@@ -109,21 +116,20 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[
         fused = staging / "fused.onnx"
         fusion = False
         if fuse_transformer(raw, fused, config):
-            diff = max(float(np.abs(onnx_features(fused, b, inputs) - torch_features(model, b)).max()) for b in batches)
-            fusion = diff <= FP32_TOL
+            fusion = _max_diff_vs_torch(fused, model, batches) <= FP32_TOL
         os.replace(fused if fusion else raw, staging / FILE_OF["fp32"])
         for leftover in (raw, fused):
             leftover.unlink(missing_ok=True)
         fp32_path = staging / FILE_OF["fp32"]
-        diffs = [float(np.abs(onnx_features(fp32_path, b, inputs) - torch_features(model, b)).max()) for b in batches]
-        validation: dict = {"fp32_vs_torch_max_abs_diff": max(diffs), "fp32_tolerance": FP32_TOL,
+        max_diff = _max_diff_vs_torch(fp32_path, model, batches)
+        validation: dict = {"fp32_vs_torch_max_abs_diff": max_diff, "fp32_tolerance": FP32_TOL,
                             "batch_shapes": [list(b["input_ids"].shape) for b in batches],
                             "data": validation_data or "built-in sample", "fused": fusion}
-        if max(diffs) > FP32_TOL:
-            raise RfmError(f"fp32 ONNX differs from torch by {max(diffs):.2e} > {FP32_TOL:g}; export refused")
+        if max_diff > FP32_TOL:
+            raise RfmError(f"fp32 ONNX differs from torch by {max_diff:.2e} > {FP32_TOL:g}; export refused")
         with np.load(run / POPULATION_FILE) as z:
             mean_w = z["mean"]
-        reference = _features(fp32_path, pair_tok, texts, inputs)
+        reference = _features(fp32_path, pair_tok, texts)
         files = {"fp32": FILE_OF["fp32"]}
         quant_used = None
         if "int8" in precisions:
@@ -132,7 +138,7 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[
             for scope, operators in (("all", None), ("dense-only", ["MatMul"])):
                 log(f"quantising to int8 ({scope}) ...")
                 quant_used = quantize_int8(fp32_path, staging / FILE_OF["int8"], quant_target, config, operators)
-                report = _compare(reference, _features(staging / FILE_OF["int8"], pair_tok, texts, inputs), pairs,
+                report = _compare(reference, _features(staging / FILE_OF["int8"], pair_tok, texts), pairs,
                                   mean_w)
                 report["scope"] = scope
                 if report["mean_cosine"] >= INT8_MIN_COSINE and report["pair_agreement"] >= INT8_MIN_AGREEMENT:
@@ -147,7 +153,7 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[
             log("converting to fp16 ...")
             convert_fp16(fp32_path, staging / FILE_OF["fp16"])
             try:
-                validation["fp16"] = _compare(reference, _features(staging / FILE_OF["fp16"], pair_tok, texts, inputs),
+                validation["fp16"] = _compare(reference, _features(staging / FILE_OF["fp16"], pair_tok, texts),
                                               pairs, mean_w)
             except Exception as exc:  # fp16 kernels are a GPU feature; CPU builds may lack some
                 validation["fp16"] = {"cpu_check": f"not run on CPU: {type(exc).__name__}"}

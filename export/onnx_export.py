@@ -56,16 +56,17 @@ def fuse_transformer(src: Path, dst: Path, model_config) -> bool:
     return True
 
 
-def onnx_features(path: Path, batch: dict[str, np.ndarray], input_names: list[str], threads: int = 0) -> np.ndarray:
+def cpu_session(path: Path):
+    """One plain CPU onnxruntime session for export-time checks."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def onnx_features(session, batch: dict[str, np.ndarray]) -> np.ndarray:
+    """Features from an open session for a padded batch (only the inputs the graph takes are fed)."""
     names = {i.name for i in session.get_inputs()}
-    feeds = {k: v for k, v in batch.items() if k in names and k in input_names}
-    return session.run(["features"], feeds)[0]
+    return session.run(["features"], {k: v for k, v in batch.items() if k in names})[0]
 
 
 def torch_features(model, batch: dict[str, np.ndarray]) -> np.ndarray:

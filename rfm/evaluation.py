@@ -109,19 +109,16 @@ class Adapter:
         self.population = artifact.population()
         self.kind, self.C, self.prior_scale = kind, C, prior_scale
         self.adaptive = artifact.adaptive
+        # Built once: the prior's precision is inverted here, not on every fit.
+        self._model = (MAPLogisticRegression(self.population["mean"], self.population["cov"], prior="population",
+                                             prior_scale=prior_scale) if kind == "map"
+                       else MAPLogisticRegression(prior="none", C=C))
 
     def fit(self, deltas: np.ndarray) -> np.ndarray:
-        mean = self.population["mean"]
-        if not self.adaptive:
-            return mean
-        if len(deltas) == 0:
-            return mean if self.kind == "map" else np.zeros_like(mean) + mean  # m = 0: the population prior
-        if self.kind == "map":
-            model = MAPLogisticRegression(mean, self.population["cov"], prior="population",
-                                          prior_scale=self.prior_scale)
-        else:
-            model = MAPLogisticRegression(prior="none", C=self.C)
-        return model.fit(deltas, np.ones(len(deltas))).coef_
+        """w from these choices; the population mean for m = 0 or a non-adaptive model."""
+        if not self.adaptive or len(deltas) == 0:
+            return self.population["mean"]
+        return self._model.fit(deltas, np.ones(len(deltas))).coef_
 
 
 def evaluate_heldout(users: dict[str, UserPairs], adapter: Adapter, shots: Sequence[int], repeats: int,

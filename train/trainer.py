@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -267,9 +266,6 @@ def population_prior(weights: np.ndarray, floor: float = 1e-4) -> dict[str, np.n
 def config_dict(cfg: TrainConfig) -> dict:
     return asdict(cfg)
 
-
-def elapsed(start: float) -> float:
-    return round(time.perf_counter() - start, 3)
 
 
 def fit_head_on_embeddings(data: PairData, embeddings: np.ndarray, head: nn.Module, cfg: TrainConfig, d: int,
