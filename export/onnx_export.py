@@ -43,24 +43,33 @@ def export_fp32(model, path: Path, opset: int) -> tuple[list[str], object]:
 
 
 def fuse_transformer(src: Path, dst: Path, model_config) -> bool:
-    """onnxruntime's transformer fusions (attention, layer norm, GELU) as portable contrib ops."""
+    """onnxruntime's attention and embedding fusions, as portable contrib ops.
+
+    Residual adds, LayerNormalization and GELU stay standard ONNX: onnxruntime fuses them again when a
+    session loads, and only where the fused kernel is the faster one (see runtime.session).
+    """
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
     model_type = {"bert": "bert", "distilbert": "bert", "roberta": "bert", "xlm-roberta": "bert",
                   "mpnet": "bert", "deberta-v2": None}.get(model_config.model_type)
     if model_type is None:
         return False
+    options = FusionOptions(model_type)
+    options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = False
+    options.enable_gelu = options.enable_bias_gelu = False
     optimized = optimize_model(str(src), model_type=model_type, num_heads=model_config.num_attention_heads,
-                               hidden_size=model_config.hidden_size, opt_level=0, use_gpu=False)
+                               hidden_size=model_config.hidden_size, opt_level=0, use_gpu=False,
+                               optimization_options=options)
     optimized.save_model_to_file(str(dst))
     return True
 
 
 def cpu_session(path: Path):
-    """One plain CPU onnxruntime session for export-time checks."""
-    import onnxruntime as ort
+    """A CPU session set up exactly as the runtime sets it up, so export checks see what users run."""
+    from rfm.runtime.session import make_session
 
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return make_session(path, "cpu")
 
 
 def onnx_features(session, batch: dict[str, np.ndarray]) -> np.ndarray:

@@ -86,3 +86,15 @@ def test_existing_output_needs_overwrite(tiny_run, tiny_artifact):
 
     with pytest.raises(UsageError, match="--overwrite"):
         export_run(tiny_run, tiny_artifact, ["fp32"], log=lambda m: None)
+
+
+def test_stored_graph_fuses_attention_but_keeps_layer_norm_and_gelu_standard(tiny_artifact):
+    import onnx
+
+    manifest = json.loads((tiny_artifact / "rfm.json").read_text())
+    assert manifest["validation"]["fused"] is True
+    ops = {node.op_type for node in onnx.load(str(tiny_artifact / "model.onnx")).graph.node}
+    assert "Attention" in ops and "LayerNormalization" in ops and "Erf" in ops
+    assert not ops & {"SkipLayerNormalization", "BiasGelu", "Gelu"}
+    int8_ops = {node.op_type for node in onnx.load(str(tiny_artifact / "model_int8.onnx")).graph.node}
+    assert "QAttention" in int8_ops and "SkipLayerNormalization" not in int8_ops

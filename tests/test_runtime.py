@@ -130,3 +130,32 @@ def test_readme_desktop_example_runs(tiny_artifact, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "ask alice to choose between" in out.stdout and "best draft now" in out.stdout
     assert list(tmp_path.rglob("*.json"))  # her weights were stored
+
+
+def test_cpu_sessions_leave_layer_norm_unfused(tmp_path):
+    """onnxruntime would fuse Add + LayerNormalization into its slower CPU SkipLayerNormalization."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from rfm.runtime.session import make_session
+
+    shape = [2, 4, 8]
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "skip"], ["sum"]),
+         helper.make_node("LayerNormalization", ["sum", "gamma", "beta"], ["y"], axis=-1, epsilon=1e-12)],
+        "add_ln", [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("x", "skip")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        [numpy_helper.from_array(np.ones(8, np.float32), "gamma"), numpy_helper.from_array(np.zeros(8, np.float32), "beta")])
+    path = tmp_path / "add_ln.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+    def optimised_ops(make) -> set[str]:
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+        make(options)
+        return {node.op_type for node in onnx.load(str(tmp_path / "optimised.onnx")).graph.node}
+
+    plain = optimised_ops(lambda o: ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"]))
+    assert "SkipLayerNormalization" in plain  # what we avoid: onnxruntime fuses by default
+    ours = optimised_ops(lambda o: make_session(path, "cpu", options=o))
+    assert "SkipLayerNormalization" not in ours and "LayerNormalization" in ours
