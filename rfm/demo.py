@@ -44,8 +44,20 @@ class DemoConfig:
     train_overrides: dict = field(default_factory=dict)
 
 
-def _key(*parts: object) -> str:
+def _code_version() -> str:
+    """A digest of rfm's own source, so a stage built by older code is not reused after an upgrade."""
+    import importlib
+
     digest = hashlib.sha256()
+    for name in ("rfm", "rfm.train", "rfm.export", "rfm.runtime", "rfm.adapt"):
+        root = Path(importlib.import_module(name).__file__).parent
+        for source in sorted(root.glob("*.py")):
+            digest.update(source.name.encode() + source.read_bytes())
+    return digest.hexdigest()
+
+
+def _key(*parts: object) -> str:
+    digest = hashlib.sha256(_code_version().encode())
     for part in parts:
         if isinstance(part, Path) and part.is_file():
             digest.update(hashlib.sha256(part.read_bytes()).digest())
@@ -242,8 +254,8 @@ def personalise_one(artifact: Path, heldout, all_pairs, shots: int, store: Path,
     say(f"   worker {user[:12]}…: adapted from {len(adapt_pairs)} of their {len(mine)} choices; "
         f"|w - prior mean| = {np.linalg.norm(personal_w - prior_w):.3f} (|prior mean| = {np.linalg.norm(prior_w):.3f})")
     if np.linalg.norm(personal_w - prior_w) < 1e-6:
-        say("   note: the training raters' weights came out identical (no epoch beat the population warm start on "
-            "their validation pairs), so the prior says users do not differ and adaptation cannot move w")
+        say("   note: the prior says users do not differ (the training raters' weights came out alike and their "
+            "validation pairs chose no extra width), so adaptation cannot move w")
     say(f"   post: {title!r}: {len(candidates)} candidate summaries (* = the one this worker chose over another)")
     say(f"   {'population prior':<44} | personalised")
     for b, a in zip(before, after, strict=True):

@@ -9,7 +9,9 @@ import pytest
 import torch
 from conftest import train_tiny
 from rfm.runtime.tokenize import PairTokenizer
+from rfm.train.prior import choose_prior_width
 from rfm.train.rundir import load_raters, load_run
+from rfm.train.trainer import population_prior, validation_mask
 
 from rfm.data.jsonl import Pair, load_pairs, write_pairs
 from rfm.errors import UsageError
@@ -55,6 +57,10 @@ def test_run_dir_layout_and_summary(tiny_run):
     with np.load(tiny_run / "population.npz") as z:
         np.testing.assert_allclose(z["mean"], weights.mean(0))
         assert np.all(np.linalg.eigvalsh(z["cov"]) > 0)
+        width = summary["prior_width"]
+        assert width["raters"] == 2 and set(width["val_loglik"]) == {"0.0", "0.03", "0.1", "0.3", "1.0", "3.0", "10.0"}
+        plain = population_prior(weights)["cov"]  # the stored prior is the rater covariance + tau I
+        np.testing.assert_allclose(z["cov"], plain + width["tau"] * np.eye(8), rtol=1e-10, atol=1e-12)
 
 
 def test_reloaded_run_gives_identical_features(tiny_run, tmp_path):
@@ -118,3 +124,29 @@ def test_training_is_deterministic_for_a_seed(tiny_backbone, scenario2_split, tm
     _, wc = load_raters(tmp_path / "c")
     np.testing.assert_array_equal(wa, wb)
     assert not np.array_equal(wa, wc)
+
+
+def _raters(spread: float, n_raters: int = 24, pairs: int = 80, d: int = 4, seed: int = 0):
+    """Pairs from raters whose true w scatter around a shared mean by `spread`."""
+    rng = np.random.default_rng(seed)
+    mean = np.array([1.5, 0.0, 0.0, 0.0])[:d]
+    user = np.repeat(np.arange(n_raters), pairs)
+    true_w = mean + spread * rng.normal(size=(n_raters, d))
+    x = rng.normal(size=(len(user), d))
+    chosen_first = rng.random(len(user)) < 1 / (1 + np.exp(-np.einsum("ij,ij->i", x, true_w[user])))
+    delta = np.where(chosen_first[:, None], x, -x)
+    return delta, user, validation_mask(user, 0.25, seed), mean
+
+
+def test_prior_width_opens_up_when_raters_really_differ():
+    """Collapsed rater rows (all equal, covariance ~0) must not freeze adaptation when people differ."""
+    delta, user, val, mean = _raters(spread=1.5)
+    width = choose_prior_width(delta, user, val, mean, np.eye(4) * 1e-4)
+    assert width["margin_variance"] >= 0.3 and width["tau"] > 0
+    assert width["val_loglik"][str(width["margin_variance"])] > width["val_loglik"]["0.0"] + 0.01
+
+
+def test_prior_width_stays_tight_when_raters_agree():
+    delta, user, val, mean = _raters(spread=0.0)
+    width = choose_prior_width(delta, user, val, mean, np.eye(4) * 1e-4)
+    assert width["margin_variance"] <= 0.03

@@ -15,6 +15,7 @@ from rfm.runtime.tokenize import TRUNCATION_STRATEGY, PairTokenizer
 from rfm.train.backbone import hub_offline, load_backbone, resolve_backbone, weights_fingerprint
 from rfm.train.embed_cache import EmbeddingCache, embed_texts
 from rfm.train.model import RewardFeatureModel, rfm_config
+from rfm.train.prior import choose_prior_width
 from rfm.train.rundir import SUMMARY_FILE, save_raters
 from rfm.train.trainer import (
     PairData,
@@ -24,6 +25,7 @@ from rfm.train.trainer import (
     fit_head_on_embeddings,
     index_pairs,
     population_prior,
+    validation_mask,
 )
 
 from rfm.data.jsonl import load_pairs
@@ -102,8 +104,12 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
                 for p in model.backbone.parameters():
                     p.requires_grad_(False)
                 result = fit_head_on_embeddings(data, embeddings, model.head, cfg, features, progress)
-                weights, prior = _finish(result, cfg)
-                summary.update(metrics=result.metrics, history=result.history, best_epoch=result.best_epoch)
+                model.head.eval()
+                with torch.no_grad():
+                    phi = model.head(torch.from_numpy(embeddings)).double().numpy()
+                weights, prior, width = _finish(result, cfg, data, phi)
+                summary.update(metrics=result.metrics, history=result.history, best_epoch=result.best_epoch,
+                               prior_width=width)
         else:
             weights, prior, fit_summary = _train_full(model, pair_tok, data, cfg, features, progress)
             summary.update(fit_summary)
@@ -140,11 +146,17 @@ def _cached_embeddings(model, pair_tok, data: PairData, cfg: TrainConfig, progre
     return matrix, encoded, str(cache.path) if cache is not None else None
 
 
-def _finish(result, cfg: TrainConfig) -> tuple[np.ndarray, dict]:
+def _finish(result, cfg: TrainConfig, data: PairData, phi: np.ndarray) -> tuple[np.ndarray, dict, dict | None]:
+    """Rater weights, the population prior (its width checked on validation pairs) and that check."""
     weights = result.weights.matrix()
     if cfg.kind == "baseline":
-        return weights, {"mean": weights[0], "cov": np.eye(1) * 1e-4, "count": np.array(1)}
-    return weights, population_prior(weights)
+        return weights, {"mean": weights[0], "cov": np.eye(1) * 1e-4, "count": np.array(1)}, None
+    prior = population_prior(weights)
+    delta = phi[data.a] - phi[data.b]
+    width = choose_prior_width(delta, data.user, validation_mask(data.user, cfg.val_frac, cfg.seed),
+                               prior["mean"], prior["cov"])
+    prior["cov"] = prior["cov"] + width["tau"] * np.eye(len(prior["mean"]))
+    return weights, prior, width
 
 
 def _fit_linear_probe(emb: np.ndarray, data: PairData, cfg: TrainConfig) -> tuple[np.ndarray, dict, dict]:
@@ -183,9 +195,13 @@ def _train_full(model: RewardFeatureModel, pair_tok: PairTokenizer, data: PairDa
     result = fit_bradley_terry(data, featurise, [model.head, model.backbone], cfg, features,
                                progress and accelerator.is_main_process, module_lrs=[cfg.lr, cfg.backbone_lr],
                                accelerator=accelerator)
+    model.eval()
+    with torch.no_grad():
+        phi = featurise(np.arange(len(data.texts)), False).double().numpy()
     model.to("cpu")
-    weights, prior = _finish(result, cfg)
+    weights, prior, width = _finish(result, cfg, data, phi)
     return weights, prior, {"metrics": result.metrics, "history": result.history, "best_epoch": result.best_epoch,
+                            "prior_width": width,
                             "encoded_texts": None, "device": str(device), "processes": accelerator.num_processes,
                             "main_process": accelerator.is_main_process}
 
@@ -199,6 +215,10 @@ def describe(summary: dict) -> str:
                      f"val acc {m['val_acc']:.3f}, val loss {m['val_loss']:.3f}")
     elif "train_acc" in m:
         parts.append(f"train acc {m['train_acc']:.3f}")
+    width = summary.get("prior_width")
+    if width and width.get("val_loglik"):
+        parts.append(f"prior width +{width['margin_variance']:g} logit^2 (chosen on {width['raters']} raters' "
+                     "validation pairs)")
     parts.append(f"{summary.get('train_s', 0):.1f}s")
     return "; ".join(parts)
 

@@ -147,6 +147,7 @@ def fit_bradley_terry(
     module_lrs: Sequence[float] | None = None,
     init_shared: np.ndarray | None = None,
     accelerator=None,
+    desc: str | None = None,
 ) -> FitResult:
     """Minibatch AdamW on the BT objective with early stopping on validation log-likelihood.
 
@@ -207,7 +208,7 @@ def fit_bradley_terry(
         bad_epochs += 1
         return not (len(val_rows) and bad_epochs >= cfg.patience)
 
-    bar = tqdm(range(1, cfg.epochs + 1), desc=f"training {cfg.kind}", unit="epoch", disable=not progress)
+    bar = tqdm(range(1, cfg.epochs + 1), desc=desc or f"training {cfg.kind}", unit="epoch", disable=not progress)
     if init_shared is not None:
         consider(0)  # a warm start is itself a candidate: training must beat it on validation
     for epoch in bar:
@@ -289,7 +290,7 @@ def fit_head_on_embeddings(data: PairData, embeddings: np.ndarray, head: nn.Modu
         population = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(embeddings.shape[1], 1))
         pooled = PairData(data.texts, data.a, data.b, np.zeros_like(data.user), [POPULATION_USER])
         fit_bradley_terry(pooled, featurise_with(population), [population], replace(cfg, kind="baseline"), 1,
-                          progress)
+                          progress, desc="warm start: population reward")
         with torch.no_grad():
             linear.bias.zero_()
             linear.weight[0] = population[-1].weight[0]
