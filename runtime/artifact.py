@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rfm.errors import RfmError
+from rfm.errors import RfmError, UsageError
 
 MANIFEST = "rfm.json"
 FORMAT = "rfm-artifact"
@@ -24,6 +24,10 @@ PRECISIONS = ("fp32", "int8", "fp16")
 
 class ArtifactError(RfmError):
     """An artifact that is missing, tampered with, or of an unknown format."""
+
+
+class NotAnArtifactError(UsageError, ArtifactError):
+    """The path given is not an artifact dir at all (a usage mistake: exit code 2)."""
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -103,13 +107,13 @@ def load_artifact(root: str | os.PathLike, verify: str = "used") -> Artifact:
     root = Path(root)
     path = root / MANIFEST
     if not path.is_file():
-        raise ArtifactError(f"{path}: no manifest (is {root} an artifact made by `rfm export`?)")
+        raise NotAnArtifactError(f"{path}: no manifest (is {root} an artifact made by `rfm export`?)")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{path}: unreadable manifest ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: not an rfm artifact manifest")
+        raise NotAnArtifactError(f"{path}: not an rfm artifact manifest")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise ArtifactError(f"{path}: unknown format version {version!r} (this rfm reads version {FORMAT_VERSION}; "

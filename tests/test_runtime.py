@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -116,7 +117,12 @@ def test_cli_bad_input_is_one_line_exit_2(tiny_artifact, tmp_path):
                                  str(tmp_path / "missing.txt")])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "missing.txt" in result.stderr
     result = runner.invoke(cli, ["rerank", str(tmp_path), "--user", "a", "--prompt", "p", "-"], input="x\n")
-    assert result.exit_code == 1 and "rfm.json" in result.stderr
+    assert result.exit_code == 2 and "rfm.json" in result.stderr  # not an artifact dir: a usage mistake
+    tampered = tmp_path / "tampered"
+    shutil.copytree(tiny_artifact, tampered)
+    (tampered / "population.npz").write_bytes(b"changed")
+    result = runner.invoke(cli, ["rerank", str(tampered), "--user", "a", "--prompt", "p", "-"], input="x\n")
+    assert result.exit_code == 1 and "population.npz" in result.stderr  # a broken artifact: a failure
 
 
 def test_readme_desktop_example_runs(tiny_artifact, tmp_path):
