@@ -46,7 +46,8 @@ def quantize_int8(src: Path, dst: Path, target: str = "auto", config=None, opera
         # Symbolic shape inference gives the fused contrib ops' outputs a type the quantizer needs.
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        quant_pre_process(str(src), str(work / "model.onnx"), skip_optimization=True)
+        # auto_merge reconciles dims that symbolic inference would otherwise give up on (DistilBERT's).
+        quant_pre_process(str(src), str(work / "model.onnx"), skip_optimization=True, auto_merge=True)
         quantizer = ORTQuantizer(work / "model.onnx", config=config)
         quantizer.quantize(save_dir=work / "out", quantization_config=qconfig)
         produced = next((work / "out").glob("*.onnx"))

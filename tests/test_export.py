@@ -98,3 +98,34 @@ def test_stored_graph_fuses_attention_but_keeps_layer_norm_and_gelu_standard(tin
     assert not ops & {"SkipLayerNormalization", "BiasGelu", "Gelu"}
     int8_ops = {node.op_type for node in onnx.load(str(tiny_artifact / "model_int8.onnx")).graph.node}
     assert "QAttention" in int8_ops and "SkipLayerNormalization" not in int8_ops
+
+
+def test_backbone_without_token_types_trains_exports_and_runs(scenario2_split, tmp_path, capsys):
+    """DistilBERT-style backbones: no segment ids, so response pooling falls back to mean (said once)."""
+    import torch
+    from conftest import TOKENIZER_FILES
+    from rfm.runtime import FeatureExtractor
+    from rfm.runtime.tokenize import PairTokenizer, minilm_dir
+    from rfm.train.rundir import load_run
+    from transformers import DistilBertConfig, DistilBertModel
+
+    torch.manual_seed(0)
+    backbone = tmp_path / "tiny_distilbert"
+    DistilBertModel(DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=2, hidden_dim=64)
+                    ).save_pretrained(backbone)
+    for name in TOKENIZER_FILES:
+        shutil.copy(minilm_dir() / name, backbone / name)
+    summary = train_tiny(backbone, scenario2_split / "train.jsonl", tmp_path / "run", epochs=2)
+    assert summary["config"]["pooling"] == "mean"
+    assert "no token_type_ids" in capsys.readouterr().err
+    manifest = export_run(tmp_path / "run", tmp_path / "art", ["fp32", "int8"], log=lambda m: None)
+    assert manifest["inputs"] == ["input_ids", "attention_mask"]
+    extractor = FeatureExtractor(load_artifact(tmp_path / "art"), device="cpu", precision="fp32")
+    prompts, responses = ["a prompt", "another, longer prompt " * 20], ["short", "a longer answer " * 10]
+    ours = extractor(prompts, responses)
+    model, tokenizer, config = load_run(tmp_path / "run")
+    tok = PairTokenizer(tokenizer.backend_tokenizer, config.rfm_max_length)
+    with torch.inference_mode():
+        for i in range(len(prompts)):
+            batch = {k: torch.from_numpy(v) for k, v in tok([prompts[i]], [responses[i]]).items()}
+            np.testing.assert_allclose(ours[i], model(**batch)["features"].numpy()[0], atol=1e-4)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -82,6 +85,7 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
     staging = staging_dir(out, overwrite)
     try:
         hf_tokenizer, backbone = load_backbone(cfg.backbone)
+        cfg = _effective_pooling(cfg, backbone)
         head = "identity" if cfg.kind == "linear-probe" else cfg.head
         features = 1 if cfg.kind == "baseline" else cfg.features
         config = rfm_config(backbone.config, kind=cfg.kind, features=features, head=head,
@@ -128,6 +132,16 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return summary
+
+
+def _effective_pooling(cfg: TrainConfig, backbone) -> TrainConfig:
+    """Response pooling finds the response by its segment id; a backbone without token_type_ids
+    (RoBERTa, DistilBERT, ...) has none, so such a run pools over all tokens and says so."""
+    if cfg.pooling == "mean" or "token_type_ids" in inspect.signature(backbone.forward).parameters:
+        return cfg
+    print(f"rfm: {cfg.backbone}: the backbone takes no token_type_ids, so --pooling {cfg.pooling} cannot find "
+          "the response's tokens; pooling over all tokens (mean) instead", file=sys.stderr)
+    return dataclasses.replace(cfg, pooling="mean")
 
 
 def _cached_embeddings(model, pair_tok, data: PairData, cfg: TrainConfig, progress: bool,
