@@ -26,7 +26,8 @@ def require_train_extra() -> None:
               help="head: frozen cached encoder (CPU default); full: fine-tune everything (GPU).")
 @click.option("--head", type=click.Choice(["linear", "mlp"]), default="linear", show_default=True)
 @click.option("--pooling", type=click.Choice(["response", "mean", "mean+response"]), default="response",
-              show_default=True, help="Mean over the response's tokens, over all tokens, or both.")
+              show_default=True, help="Mean over the response's tokens, over all tokens, or both. Backbones without segment ids "
+                   "(RoBERTa, DistilBERT) use mean.")
 @click.option("--baseline", type=click.Choice(["bt", "linear-probe"]), default=None, is_flag=False,
               flag_value="bt", help="Train a baseline instead: 'bt' (bare --baseline) = non-adaptive "
               "Bradley-Terry reward model; 'linear-probe' = frozen encoder embeddings as features.")
