@@ -168,7 +168,7 @@ def _finish(result, cfg: TrainConfig, data: PairData, phi: np.ndarray) -> tuple[
     prior = population_prior(weights)
     delta = phi[data.a] - phi[data.b]
     width = choose_prior_width(delta, data.user, validation_mask(data.user, cfg.val_frac, cfg.seed),
-                               prior["mean"], prior["cov"])
+                               prior["mean"], prior["cov"], seed=cfg.seed)
     prior["cov"] = prior["cov"] + width["tau"] * np.eye(len(prior["mean"]))
     return weights, prior, width
 

@@ -288,7 +288,11 @@ def fit_head_on_embeddings(data: PairData, embeddings: np.ndarray, head: nn.Modu
         from dataclasses import replace
 
         population = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(embeddings.shape[1], 1))
-        pooled = PairData(data.texts, data.a, data.b, np.zeros_like(data.user), [POPULATION_USER])
+        # Only the raters' training pairs: their validation pairs judge epoch 0 against later epochs
+        # (and the prior's width), so the warm start must not have seen them.
+        fit_rows = ~validation_mask(data.user, cfg.val_frac, cfg.seed)
+        pooled = PairData(data.texts, data.a[fit_rows], data.b[fit_rows], np.zeros(int(fit_rows.sum()), dtype=int),
+                          [POPULATION_USER])
         fit_bradley_terry(pooled, featurise_with(population), [population], replace(cfg, kind="baseline"), 1,
                           progress, desc="warm start: population reward")
         with torch.no_grad():
