@@ -148,6 +148,7 @@ def fit_bradley_terry(
     init_shared: np.ndarray | None = None,
     accelerator=None,
     desc: str | None = None,
+    val_mask: np.ndarray | None = None,
 ) -> FitResult:
     """Minibatch AdamW on the BT objective with early stopping on validation log-likelihood.
 
@@ -160,7 +161,7 @@ def fit_bradley_terry(
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    val = validation_mask(data.user, cfg.val_frac, cfg.seed)
+    val = validation_mask(data.user, cfg.val_frac, cfg.seed) if val_mask is None else val_mask
     train_rows, val_rows = np.flatnonzero(~val), np.flatnonzero(val)
     weights = RaterWeights(len(data.user_ids), d, trainable=cfg.kind == "rfm", seed=cfg.seed,
                            init_shared=init_shared)
@@ -288,13 +289,12 @@ def fit_head_on_embeddings(data: PairData, embeddings: np.ndarray, head: nn.Modu
         from dataclasses import replace
 
         population = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(embeddings.shape[1], 1))
-        # Only the raters' training pairs: their validation pairs judge epoch 0 against later epochs
-        # (and the prior's width), so the warm start must not have seen them.
-        fit_rows = ~validation_mask(data.user, cfg.val_frac, cfg.seed)
-        pooled = PairData(data.texts, data.a[fit_rows], data.b[fit_rows], np.zeros(int(fit_rows.sum()), dtype=int),
-                          [POPULATION_USER])
+        # The raters' own validation pairs stop the warm start too: it trains on exactly the pairs the
+        # RFM trains on, so epoch 0 is judged on pairs it never fitted (and so is the prior's width).
+        pooled = PairData(data.texts, data.a, data.b, np.zeros_like(data.user), [POPULATION_USER])
         fit_bradley_terry(pooled, featurise_with(population), [population], replace(cfg, kind="baseline"), 1,
-                          progress, desc="warm start: population reward")
+                          progress, desc="warm start: population reward",
+                          val_mask=validation_mask(data.user, cfg.val_frac, cfg.seed))
         with torch.no_grad():
             linear.bias.zero_()
             linear.weight[0] = population[-1].weight[0]
