@@ -150,3 +150,27 @@ def test_prior_width_stays_tight_when_raters_agree():
     delta, user, val, mean = _raters(spread=0.0)
     width = choose_prior_width(delta, user, val, mean, np.eye(4) * 1e-4)
     assert width["margin_variance"] <= 0.03
+
+
+def test_warm_start_never_fits_the_validation_pairs_that_judge_it(monkeypatch):
+    import rfm.train.trainer as trainer
+
+    rng = np.random.default_rng(0)
+    n_texts, n_pairs = 60, 200
+    data = trainer.PairData([(f"p{i}", f"r{i}") for i in range(n_texts)], rng.integers(0, n_texts, n_pairs),
+                            rng.integers(0, n_texts, n_pairs), rng.integers(0, 4, n_pairs), ["a", "b", "c", "d"])
+    cfg = trainer.TrainConfig(features=4, epochs=2)
+    seen = []
+    real = trainer.fit_bradley_terry
+
+    def spy(pairs, *args, **kwargs):
+        seen.append((pairs, kwargs.get("val_mask")))
+        return real(pairs, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "fit_bradley_terry", spy)
+    head = torch.nn.Sequential(torch.nn.Dropout(0.0), torch.nn.Linear(16, 4))
+    trainer.fit_head_on_embeddings(data, rng.normal(size=(n_texts, 16)).astype(np.float32), head, cfg, 4, False)
+    (warm_pairs, warm_val), (rfm_pairs, rfm_val) = seen
+    expected = trainer.validation_mask(data.user, cfg.val_frac, cfg.seed)
+    assert warm_val is not None and np.array_equal(warm_val, expected) and expected.any()
+    assert np.array_equal(warm_pairs.a, data.a) and rfm_pairs is data and rfm_val is None
