@@ -7,6 +7,7 @@ Every stage writes into one folder; a stage whose inputs are unchanged is reused
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -44,6 +45,7 @@ class DemoConfig:
     train_overrides: dict = field(default_factory=dict)
 
 
+@functools.cache
 def _code_version() -> str:
     """A digest of rfm's own source, so a stage built by older code is not reused after an upgrade."""
     import importlib

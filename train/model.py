@@ -60,7 +60,7 @@ class RewardFeatureModel(PreTrainedModel):
         pooled_size = config.hidden_size * (2 if config.rfm_pooling == "mean+response" else 1)
         self.head = build_head(pooled_size, config.rfm_features, config.rfm_head,
                                config.rfm_head_hidden, config.rfm_dropout)
-        self.uses_token_types = "token_type_ids" in _forward_args(self.backbone)
+        self.uses_token_types = takes_token_types(self.backbone)
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -76,10 +76,11 @@ class RewardFeatureModel(PreTrainedModel):
         return {"features": self.head(self.pooled(input_ids, attention_mask, token_type_ids))}
 
 
-def _forward_args(module: nn.Module) -> set[str]:
+def takes_token_types(backbone: nn.Module) -> bool:
+    """Whether the backbone's forward accepts segment ids (BERT does; RoBERTa and DistilBERT do not)."""
     import inspect
 
-    return set(inspect.signature(module.forward).parameters)
+    return "token_type_ids" in inspect.signature(backbone.forward).parameters
 
 
 def rfm_config(backbone_config: PretrainedConfig, *, kind: str, features: int, head: str, head_hidden: int,

@@ -17,8 +17,6 @@ from rfm.adapt import MAPLogisticRegression
 
 # Added variance of one rater's reward margin on a typical pair, in squared logits.
 MARGIN_VARIANCE_GRID = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
-
-
 # Validation log-likelihood (nats per pair) a wider prior must gain over the best narrower one.
 MIN_GAIN = 1e-3
 # Shots a training rater is adapted from when a width is scored, and random draws of them per rater.

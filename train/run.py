@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import os
 import shutil
@@ -17,7 +16,7 @@ from rfm.adapt import MAPLogisticRegression
 from rfm.runtime.tokenize import TRUNCATION_STRATEGY, PairTokenizer
 from rfm.train.backbone import hub_offline, load_backbone, resolve_backbone, weights_fingerprint
 from rfm.train.embed_cache import EmbeddingCache, embed_texts
-from rfm.train.model import RewardFeatureModel, rfm_config
+from rfm.train.model import RewardFeatureModel, rfm_config, takes_token_types
 from rfm.train.prior import choose_prior_width
 from rfm.train.rundir import SUMMARY_FILE, save_raters
 from rfm.train.trainer import (
@@ -137,7 +136,7 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
 def _effective_pooling(cfg: TrainConfig, backbone) -> TrainConfig:
     """Response pooling finds the response by its segment id; a backbone without token_type_ids
     (RoBERTa, DistilBERT, ...) has none, so such a run pools over all tokens and says so."""
-    if cfg.pooling == "mean" or "token_type_ids" in inspect.signature(backbone.forward).parameters:
+    if cfg.pooling == "mean" or takes_token_types(backbone):
         return cfg
     print(f"rfm: {cfg.backbone}: the backbone takes no token_type_ids, so --pooling {cfg.pooling} cannot find "
           "the response's tokens; pooling over all tokens (mean) instead", file=sys.stderr)
