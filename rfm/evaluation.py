@@ -1,8 +1,13 @@
-"""`rfm eval`: the paper's protocol (DESIGN §4) through the ONNX runtime and the on-device adapter.
+"""`rfm eval`: the paper's protocol (docs/DESIGN.md §4) through the ONNX runtime and the on-device adapter.
 
 Held-out users: for each user, shot count m and seeded repeat, adapt w on m of the user's pairs and
 measure accuracy on the rest; average per user, then over users, with a 95% bootstrap interval over
-users. m = 0 is the population prior. Seen users: each training rater's own row of W.
+users. m = 0 is the population prior. The headline ("new responses") scores only test pairs that
+share no response with the m adaptation pairs: what a desktop app does is rank candidates the user
+never judged. The same users are compared at every m: a user who cannot supply m adaptation pairs
+plus a new-response test pair at every m is left out of every column (and counted). The figure on
+pairs that may re-use judged responses is reported beside it, labelled. Seen users: each training
+rater's own row of W.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rfm.adapt import MAPLogisticRegression
+from rfm.adapt import MAPLogisticRegression, fit_choices
 from rfm.data.jsonl import Pair, load_pairs
 from rfm.errors import UsageError
 from rfm.runtime.artifact import Artifact, load_artifact
@@ -118,15 +123,21 @@ class Adapter:
         """w from these choices; the population mean for m = 0 or a non-adaptive model."""
         if not self.adaptive or len(deltas) == 0:
             return self.population["mean"]
-        return self._model.fit(deltas, np.ones(len(deltas))).coef_
+        return fit_choices(self._model, deltas)
+
+
+PROTOCOLS = {True: "new-responses", False: "shared-responses"}
 
 
 def evaluate_heldout(users: dict[str, UserPairs], adapter: Adapter, shots: Sequence[int], repeats: int,
-                     seed: int, disjoint: bool = False, min_test: int = 1) -> dict:
-    """Held-out accuracy at each shot count: per user (mean over repeats), then over users."""
-    result: dict = {"users": len(users), "shots": {}}
+                     seed: int, disjoint: bool = True, min_test: int = 1, same_users: bool = True) -> dict:
+    """Held-out accuracy at each shot count: per user (mean over repeats), then over users.
+
+    `disjoint`: test pairs share no response with the adaptation pairs (the headline protocol).
+    `same_users`: every column covers the same users, those with a usable split at every m.
+    """
+    per_user: dict[str, dict[str, float]] = {str(m): {} for m in shots}
     for m in shots:
-        per_user, skipped = [], 0
         for user, data in users.items():
             scores = []
             for r in range(repeats if m > 0 else 1):
@@ -135,14 +146,21 @@ def evaluate_heldout(users: dict[str, UserPairs], adapter: Adapter, shots: Seque
                     continue
                 scores.append(accuracy(data.deltas[test], adapter.fit(data.deltas[train])))
             if scores:
-                per_user.append(float(np.mean(scores)))
-            else:
-                skipped += 1
+                per_user[str(m)][user] = float(np.mean(scores))
+    common = set(users)
+    for row in per_user.values():
+        common &= set(row)
+    result: dict = {"users": len(common) if same_users else len(users), "protocol": PROTOCOLS[disjoint],
+                    "same_users_at_every_m": same_users, "excluded_users": len(users) - len(common) if same_users
+                    else 0, "shots": {}}
+    for m in shots:
+        row = per_user[str(m)]
+        values = [row[u] for u in sorted(common)] if same_users else [row[u] for u in sorted(row)]
         result["shots"][str(m)] = {
-            "accuracy": float(np.mean(per_user)) if per_user else float("nan"),
-            "ci95": bootstrap_ci(per_user, seed),
-            "users": len(per_user),
-            "skipped_users": skipped,
+            "accuracy": float(np.mean(values)) if values else float("nan"),
+            "ci95": bootstrap_ci(values, seed),
+            "users": len(values),
+            "skipped_users": len(users) - len(values),
         }
     return result
 
@@ -168,9 +186,13 @@ def evaluate_seen(users: dict[str, UserPairs], artifact: Artifact) -> dict:
 
 def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Sequence[int] = (0, 5, 10, 20, 50),
              repeats: int = 5, seed: int = 0, adapter: str = "map", precision: str = "auto", device: str = "auto",
-             threads: int | None = None, disjoint: bool = False, seen: bool = False, C: float = 1.0,
-             prior_scale: float = 1.0, progress: bool = False) -> dict:
-    """The full `rfm eval` result object (DESIGN §3.5)."""
+             threads: int | None = None, seen: bool = False, C: float = 1.0, prior_scale: float = 1.0,
+             progress: bool = False) -> dict:
+    """The full `rfm eval` result object (docs/DESIGN.md §3.5).
+
+    `heldout` is the headline protocol (new responses, same users at every m);
+    `heldout_shared_responses` the same users and draws with test pairs that may re-use judged responses.
+    """
     if any(m < 0 for m in shots):
         raise UsageError("--shots must be >= 0")
     if repeats < 1:
@@ -184,9 +206,10 @@ def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Se
     result = {"artifact": str(artifact_dir), "precision": extractor.precision, "device": extractor.device,
               "adapter": adapter if artifact.adaptive else "none (non-adaptive model)", "kind":
               artifact.manifest.get("kind"), "data": str(data), "seed": seed, "repeats": repeats,
-              "disjoint_responses": disjoint}
+              "prior_width": artifact.manifest.get("training", {}).get("prior_width")}
     if seen:
         result["heldout"] = {"users": 0, "shots": {}}
+        result["heldout_shared_responses"] = None
         result["seen"] = evaluate_seen(users, artifact)
     else:
         raters = artifact.raters()
@@ -194,8 +217,10 @@ def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Se
         if overlap and overlap == set(users):
             raise UsageError(f"{data}: every user is a training rater of this artifact; pass --seen for the "
                              "seen-user test split, or use held-out users")
-        result["heldout"] = evaluate_heldout(users, Adapter(artifact, adapter, C, prior_scale), shots, repeats,
-                                             seed, disjoint)
+        user_adapter = Adapter(artifact, adapter, C, prior_scale)
+        result["heldout"] = evaluate_heldout(users, user_adapter, shots, repeats, seed, disjoint=True)
         result["heldout"]["training_raters_in_data"] = len(overlap)
+        result["heldout_shared_responses"] = evaluate_heldout(users, user_adapter, shots, repeats, seed,
+                                                              disjoint=False)
         result["seen"] = None
     return result

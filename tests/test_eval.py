@@ -27,9 +27,11 @@ def test_eval_is_deterministic_and_counts_skipped_users(tiny_artifact, scenario2
     a = evaluate(tiny_artifact, data, shots=(0, 5, 20), repeats=2, seed=3, precision="fp32")
     b = evaluate(tiny_artifact, data, shots=(0, 5, 20), repeats=2, seed=3, precision="fp32")
     assert a == b
-    assert a["heldout"]["users"] == 3
-    assert a["heldout"]["shots"]["20"]["skipped_users"] == 1  # tiny-user has 2 pairs
-    assert a["heldout"]["shots"]["20"]["users"] == 2
+    # tiny-user has 2 pairs: too few for m = 20, so it is left out of every column (same users at every m)
+    assert a["heldout"]["users"] == 2 and a["heldout"]["excluded_users"] == 1
+    assert all(row["users"] == 2 and row["skipped_users"] == 1 for row in a["heldout"]["shots"].values())
+    assert a["heldout"]["protocol"] == "new-responses"
+    assert a["heldout_shared_responses"]["protocol"] == "shared-responses"
     lo, hi = a["heldout"]["shots"]["5"]["ci95"]
     assert lo <= a["heldout"]["shots"]["5"]["accuracy"] <= hi
 

@@ -209,8 +209,8 @@ def users_delete(artifact, user, store) -> None:
 @click.option("--adapter", type=click.Choice(["map", "l2"]), default="map", show_default=True,
               help="map: Gaussian prior from the population (empirical Bayes); l2: the paper's plain L2.")
 @click.option("--C", "C", type=float, default=1.0, show_default=True, help="Inverse L2 strength for --adapter l2.")
-@click.option("--disjoint-responses", is_flag=True,
-              help="Test pairs share no response text with the adaptation pairs.")
+@click.option("--disjoint-responses", is_flag=True, hidden=True,
+              help="Kept for old scripts: new-response accuracy is now always the headline.")
 @click.option("--seen", is_flag=True, help="DATA is the seen-user test split: use each rater's trained weights.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "int8", "fp16"]), default="auto",
@@ -219,12 +219,17 @@ def users_delete(artifact, user, store) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print all figures as one JSON object.")
 def evaluate_command(artifact, data, shots, repeats, seed, adapter, C, disjoint_responses, seen, device, precision,
                      threads, as_json) -> None:
-    """Accuracy of personalised rewards on DATA: held-out users adapted from m of their choices."""
+    """Accuracy of personalised rewards on DATA: held-out users adapted from m of their choices.
+
+    The headline is accuracy on pairs whose responses the user never judged while adapting (what a
+    reranker meets); accuracy on pairs that may re-use judged responses is shown beside it. Every
+    column covers the same users.
+    """
     from rfm.cli.common import int_list
     from rfm.evaluation import evaluate
 
     result = evaluate(artifact, data, int_list(shots, "--shots"), repeats, seed, adapter, precision, device,
-                      threads, disjoint_responses, seen, C, progress=not as_json)
+                      threads, seen, C, progress=not as_json)
     if as_json:
         echo_json(result)
         return
@@ -233,12 +238,17 @@ def evaluate_command(artifact, data, shots, repeats, seed, adapter, C, disjoint_
         s = result["seen"]
         click.echo(f"seen users: {s['users']}, accuracy {s['accuracy']:.3f} on {s['pairs']} pairs")
     else:
-        click.echo(f"held-out users: {result['heldout']['users']}")
-        click.echo(f"{'m':>5}  {'accuracy':>8}  {'95% CI':>15}  users  skipped")
-        for m, row in result["heldout"]["shots"].items():
+        heldout, shared = result["heldout"], result["heldout_shared_responses"]
+        click.echo(f"held-out users: {heldout['users']} at every m ({heldout['excluded_users']} left out: too few "
+                   "pairs for the largest m with a new-response test pair)")
+        click.echo(f"{'m':>5}  {'new responses':>13}  {'95% CI':>15}  {'shared responses':>16}")
+        for m, row in heldout["shots"].items():
             lo, hi = row["ci95"]
-            click.echo(f"{m:>5}  {row['accuracy']:8.3f}  [{lo:.3f}, {hi:.3f}]  {row['users']:>5}  "
-                       f"{row['skipped_users']:>7}")
+            click.echo(f"{m:>5}  {row['accuracy']:13.3f}  [{lo:.3f}, {hi:.3f}]  "
+                       f"{shared['shots'][m]['accuracy']:16.3f}")
+        width = result.get("prior_width")
+        if width:
+            click.echo(f"prior width: +{width['margin_variance']:g} logit^2 (chosen at training)")
 
 
 @click.command()
