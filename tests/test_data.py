@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import shared
@@ -145,3 +146,53 @@ def test_malformed_lines_give_path_line_errors_and_no_output(tmp_path, bad, posi
     assert f"in.jsonl:{position + 1}:" in result.stderr
     assert "Traceback" not in result.output
     assert not (out / "train.jsonl").exists()
+
+
+def test_jester_pairs_are_deterministic_gapped_and_bounded(tmp_path):
+    from rfm.data.jester import PROMPT, jester_pairs
+
+    report = ConvertReport()
+    pairs = list(jester_pairs(shared("jester"), report, min_gap=3.0, max_pairs=40, seed=0))
+    again = list(jester_pairs(shared("jester"), ConvertReport(), min_gap=3.0, max_pairs=40, seed=0))
+    assert pairs == again and report.rows == 22268
+    per_user = Counter(p.user_id for p in pairs)
+    assert max(per_user.values()) == 40 and len(per_user) > 300
+    for p in pairs[:500]:
+        win, lose = p.extra["ratings"]
+        assert p.prompt == PROMPT and win - lose >= 3.0 and p.chosen != p.rejected
+    other_seed = list(jester_pairs(shared("jester"), ConvertReport(), min_gap=3.0, max_pairs=40, seed=1))
+    assert [p.id for p in other_seed] != [p.id for p in pairs]
+
+
+def test_jester_bad_rows_name_file_and_line(tmp_path):
+    from rfm.data.jester import jester_pairs
+
+    (tmp_path / "jokes.csv").write_text("joke_id,text\n1,a joke\n2,another joke\n")
+    (tmp_path / "ratings.csv").write_text("user_id,joke_id,rating\n1,1,5.0\n1,2,high\n")
+    with pytest.raises(DataError, match=r"ratings.csv:3: 'rating' is not a number"):
+        list(jester_pairs(tmp_path, ConvertReport()))
+    (tmp_path / "ratings.csv").write_text("user_id,joke_id,rating\n1,1,5.0\n1,9,-5.0\n")
+    with pytest.raises(DataError, match=r"ratings.csv:3: joke 9 is not in"):
+        list(jester_pairs(tmp_path, ConvertReport()))
+    result = CliRunner().invoke(cli, ["data", "convert", "--format", "jester", str(tmp_path / "nowhere"),
+                                      "-o", str(tmp_path / "out.jsonl")])
+    assert result.exit_code == 2 and "ratings.csv" in result.stderr and not (tmp_path / "out.jsonl").exists()
+
+
+def test_taste_scenario_raters_have_checkable_tastes(ultrafeedback_path, tmp_path):
+    from rfm.data.synth import ATTRIBUTE_NAMES, TASTE_NAMES, TASTES, raw_attributes
+
+    out = tmp_path / "taste.jsonl"
+    raters = synthesise(ultrafeedback_path, out, 3, 16, seed=0, pairs_per_rater=30, deterministic=True)
+    loaded = SyntheticRaters.load(sidecar_path(out))
+    assert {loaded.taste(u) for u in loaded.weights} == set(TASTE_NAMES)
+    sidecar = json.loads(sidecar_path(out).read_text())
+    assert sidecar["tastes"]["brief"] == {"attribute": "length", "sign": -1.0}
+    for pair in load_pairs(out):
+        attribute, sign = TASTES[raters.taste(pair.user_id)]
+        w = raters.weights[pair.user_id]
+        k = ATTRIBUTE_NAMES.index(attribute)
+        assert abs(w[k]) == np.abs(w).max() and np.sign(w[k]) == sign  # the taste dominates the weights
+    brief = [p for p in load_pairs(out) if raters.taste(p.user_id) == "brief"]
+    shorter = [raw_attributes(p.chosen)[0] < raw_attributes(p.rejected)[0] for p in brief]
+    assert np.mean(shorter) > 0.8

@@ -15,22 +15,37 @@ def data() -> None:
 
 
 @data.command()
-@click.option("--format", "fmt", type=click.Choice(["tldr", "ultrafeedback", "hh-rlhf"]), required=True,
-              help="Source format (see ../shared/data/README.md).")
-@click.argument("src", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["tldr", "ultrafeedback", "hh-rlhf", "jester"]), required=True,
+              help="Source format (see ../shared/data/README.md). jester: SRC is the jester folder (ratings.csv "
+              "+ jokes.csv); two jokes one user rated --min-gap apart make a pair.")
+@click.argument("src", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Output JSONL file.")
+@click.option("--min-gap", type=float, default=3.0, show_default=True,
+              help="jester: smallest rating difference (on -10..+10) that counts as a preference.")
+@click.option("--max-pairs", type=click.IntRange(1), default=100, show_default=True,
+              help="jester: pairs kept per user at most (a seeded, deterministic subset).")
+@click.option("--seed", type=int, default=0, show_default=True, help="jester: seed of the per-user subset.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
-def convert(fmt: str, src: tuple[str, ...], output: str, as_json: bool) -> None:
-    """Convert public preference files (.jsonl or .jsonl.gz) to rfm's JSONL contract.
+def convert(fmt: str, src: tuple[str, ...], output: str, min_gap: float, max_pairs: int, seed: int,
+            as_json: bool) -> None:
+    """Convert public preference files (.jsonl or .jsonl.gz, or the Jester folder) to rfm's JSONL contract.
 
     Rows whose two responses are identical or empty carry no preference: they are dropped and counted.
     """
     from rfm.data.convert import ConvertReport
     from rfm.data.convert import convert as run_convert
+    from rfm.data.jester import jester_pairs
     from rfm.data.jsonl import write_pairs
+    from rfm.errors import UsageError
 
     report = ConvertReport()
-    write_pairs(output, run_convert(fmt, src, report))
+    if fmt == "jester":
+        if len(src) != 1:
+            raise UsageError("--format jester takes one SRC: the jester folder (or its ratings.csv)")
+        pairs = jester_pairs(src[0], report, min_gap, max_pairs, seed)
+    else:
+        pairs = run_convert(fmt, src, report)
+    write_pairs(output, pairs)
     if as_json:
         echo_json({"output": output, "rows": report.rows, "pairs": report.pairs, "dropped": dict(report.dropped)})
     else:
@@ -71,8 +86,9 @@ def split(src: str, holdout_users: float, min_pairs: int, seen_frac: float, seed
 
 
 @data.command()
-@click.option("--scenario", type=click.IntRange(1, 2), required=True,
-              help="1: raters broadly agree; 2: two groups with opposing weights.")
+@click.option("--scenario", type=click.IntRange(1, 3), required=True,
+              help="1: raters broadly agree; 2: two groups with opposing weights; 3: taste: each rater has one "
+              "checkable taste (detailed/brief, lists/prose, casual/formal, hedged/direct).")
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.option("--raters", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--pairs-per-rater", type=click.IntRange(1), default=100, show_default=True)

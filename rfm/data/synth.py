@@ -3,7 +3,10 @@
 Each response gets a vector of documented, deterministic attributes, standardised over the corpus.
 A rater's true reward is `r(y) = <w, z(y)>`. Scenario 1: every rater's w is scattered around one
 shared direction (broad agreement). Scenario 2: two equal groups with opposing directions, so a
-single reward model for everyone must fall to chance. A rater prefers y over y' with Bradley-Terry
+single reward model for everyone must fall to chance. Scenario 3 ("taste"): each rater has one
+taste people really differ on and a reader can check in the text (TASTES: detailed or brief, lists
+or prose, casual or formal, hedged or direct), plus a little of everything else; tastes come in
+opposing couples, so one reward for everyone serves nobody well. A rater prefers y over y' with Bradley-Terry
 probability sigmoid((r(y) - r(y')) / temperature), or deterministically with `deterministic=True`.
 The sidecar JSON holds the attribute definitions, the standardisation and every rater's weights,
 so evaluation can compute the true reward of any response.
@@ -46,6 +49,16 @@ ATTRIBUTES: dict[str, str] = {
 }
 ATTRIBUTE_NAMES = tuple(ATTRIBUTES)
 
+# Scenario 3: a taste is an attribute and a sign (name -> (attribute, +1 likes more / -1 likes less)).
+TASTES: dict[str, tuple[str, float]] = {
+    "detailed": ("length", 1.0), "brief": ("length", -1.0),
+    "lists": ("structure", 1.0), "prose": ("structure", -1.0),
+    "casual": ("informality", 1.0), "formal": ("informality", -1.0),
+    "hedged": ("hedging", 1.0), "direct": ("hedging", -1.0),
+}
+TASTE_NAMES = tuple(TASTES)
+SCENARIOS = {1: "broad agreement", 2: "two opposing groups", 3: "taste"}
+
 
 def raw_attributes(text: str) -> np.ndarray:
     """The unstandardised attribute vector of one response, in ATTRIBUTE_NAMES order."""
@@ -82,6 +95,10 @@ class SyntheticRaters:
         raw = np.stack([raw_attributes(t) for t in texts])
         return (raw - self.mean) / self.std
 
+    def taste(self, user: str) -> str | None:
+        """Scenario 3: the rater's taste name (e.g. 'brief'); None in the other scenarios."""
+        return TASTE_NAMES[self.groups[user]] if self.scenario == 3 else None
+
     def rewards(self, user: str, texts: Sequence[str]) -> np.ndarray:
         """True rewards of `texts` for rater `user`."""
         return self.attributes(texts) @ self.weights[user]
@@ -94,7 +111,11 @@ class SyntheticRaters:
             "standardisation": {"mean": self.mean.tolist(), "std": self.std.tolist()},
             "temperature": self.temperature,
             "deterministic": self.deterministic,
-            "raters": {u: {"weights": w.tolist(), "group": self.groups[u]} for u, w in self.weights.items()},
+            "raters": {u: {"weights": w.tolist(), "group": self.groups[u],
+                           **({"taste": TASTE_NAMES[self.groups[u]]} if self.scenario == 3 else {})}
+                       for u, w in self.weights.items()},
+            **({"tastes": {name: {"attribute": a, "sign": sg} for name, (a, sg) in TASTES.items()}}
+               if self.scenario == 3 else {}),
         }
 
     @classmethod
@@ -124,15 +145,21 @@ def sidecar_path(out: str | os.PathLike) -> Path:
 
 
 def make_raters(scenario: int, n_raters: int, rng: np.random.Generator, spread: float) -> tuple[dict, dict]:
-    """Rater weights: Scenario 1 around one direction, Scenario 2 two opposing groups."""
+    """Rater weights: Scenario 1 around one direction, 2 two opposing groups, 3 one taste each
+    (rater i has TASTE_NAMES[i % 8]; its group is that taste's index)."""
     k = len(ATTRIBUTE_NAMES)
     shared = rng.normal(size=k)
     shared /= np.linalg.norm(shared)
     weights, groups = {}, {}
     for i in range(n_raters):
-        group = 0 if scenario == 1 else i % 2
-        sign = 1.0 if group == 0 else -1.0
-        w = sign * shared + spread * rng.normal(size=k) / math.sqrt(k)
+        if scenario == 3:
+            group = i % len(TASTE_NAMES)
+            attribute, sign = TASTES[TASTE_NAMES[group]]
+            direction = sign * np.eye(k)[ATTRIBUTE_NAMES.index(attribute)]
+        else:
+            group = 0 if scenario == 1 else i % 2
+            direction = (1.0 if group == 0 else -1.0) * shared
+        w = direction + spread * rng.normal(size=k) / math.sqrt(k)
         user = f"s{scenario}-r{i:03d}"
         weights[user] = w / np.linalg.norm(w)
         groups[user] = group
@@ -151,11 +178,11 @@ def synthesise(
     spread: float | None = None,
 ) -> SyntheticRaters:
     """Write OUT.jsonl (rater-labelled pairs over SRC's real responses) and its sidecar."""
-    if scenario not in (1, 2):
-        raise UsageError(f"--scenario must be 1 or 2, got {scenario}")
-    if n_raters < (2 if scenario == 2 else 1):
-        raise UsageError("--raters must be at least 1 (2 for scenario 2)")
-    if temperature <= 0:
+    if scenario not in SCENARIOS:
+        raise UsageError(f"--scenario must be 1, 2 or 3, got {scenario}")
+    if n_raters < (2 if scenario >= 2 else 1):
+        raise UsageError("--raters must be at least 1 (2 for scenarios 2 and 3)")
+    if not temperature > 0 or not math.isfinite(temperature):
         raise UsageError("--temperature must be > 0")
     source = load_pairs(src)
     texts = sorted({t for p in source for t in (p.chosen, p.rejected)})
@@ -163,7 +190,7 @@ def synthesise(
     std = raw.std(axis=0)
     std[std == 0] = 1.0
     rng = np.random.default_rng(seed)
-    spread = (0.5 if scenario == 1 else 0.3) if spread is None else spread
+    spread = {1: 0.5, 2: 0.3, 3: 0.3}[scenario] if spread is None else spread
     weights, groups = make_raters(scenario, n_raters, rng, spread)
     raters = SyntheticRaters(scenario, raw.mean(axis=0), std, weights, groups, temperature, deterministic)
     z = {t: v for t, v in zip(texts, (raw - raters.mean) / raters.std, strict=True)}
