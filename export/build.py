@@ -178,6 +178,7 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[
             "precisions": files,
             "fingerprint": sha256_file(fp32_path),
             "validation": validation,
+            "training": _training_facts(run, config),
             "export": {"source_run": str(run.resolve()), "opset": opset, "optimum_exporter": "optimum.exporters.onnx.export",
                        "int8_quantization": quant_used, "seconds": None},
         }
@@ -195,6 +196,19 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _training_facts(run: Path, config) -> dict:
+    """What a reader of the artifact needs to know of its training: pooling, selection, prior width."""
+    from rfm.train.rundir import read_summary
+
+    summary = read_summary(run)
+    width = summary.get("prior_width") or {}
+    return {"pooling": config.rfm_pooling, "selection": summary.get("config", {}).get("selection"),
+            "best_epoch": summary.get("best_epoch"),
+            "prior_width": {k: width.get(k) for k in ("margin_variance", "tau", "grid_extended", "fewshot_acc")}
+            if width else None,
+            "collapsed": (summary.get("collapse") or {}).get("collapsed")}
 
 
 def _check_loads(root: Path, files: dict[str, str]) -> None:

@@ -104,7 +104,7 @@ def scenario2_split(scenario2) -> Path:
     return folder
 
 
-TINY_TRAIN = {"features": 8, "epochs": 150, "lr": 1e-2, "max_length": 128, "seed": 0, "pooling": "mean+response"}
+TINY_TRAIN = {"features": 8, "epochs": 150, "lr": 1e-2, "max_length": 128, "seed": 0}
 
 
 def train_tiny(backbone: Path, data: Path, out: Path, **overrides) -> dict:

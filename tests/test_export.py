@@ -77,8 +77,8 @@ def test_baseline_and_linear_probe_export_through_the_same_command(tiny_backbone
     assert manifest["features"] == 1 and manifest["adaptive"] is False
     train_tiny(tiny_backbone, scenario2_split / "train.jsonl", tmp_path / "probe_run", kind="linear-probe")
     manifest = export_run(tmp_path / "probe_run", tmp_path / "probe", ["fp32"], log=lambda m: None)
-    assert manifest["features"] == 128 and manifest["kind"] == "linear-probe"  # mean+response: 2 x 64
-    assert load_artifact(tmp_path / "probe", verify="all").features == 128
+    assert manifest["features"] == 193 and manifest["kind"] == "linear-probe"  # layers: 3 x 64 + log length
+    assert load_artifact(tmp_path / "probe", verify="all").features == 193
 
 
 def test_existing_output_needs_overwrite(tiny_run, tiny_artifact):
@@ -115,7 +115,7 @@ def test_backbone_without_token_types_trains_exports_and_runs(scenario2_split, t
                     ).save_pretrained(backbone)
     for name in TOKENIZER_FILES:
         shutil.copy(minilm_dir() / name, backbone / name)
-    summary = train_tiny(backbone, scenario2_split / "train.jsonl", tmp_path / "run", epochs=2)
+    summary = train_tiny(backbone, scenario2_split / "train.jsonl", tmp_path / "run", epochs=2, pooling="response")
     assert summary["config"]["pooling"] == "mean"
     assert "no token_type_ids" in capsys.readouterr().err
     manifest = export_run(tmp_path / "run", tmp_path / "art", ["fp32", "int8"], log=lambda m: None)

@@ -10,7 +10,7 @@ import torch
 from conftest import train_tiny
 from rfm.runtime.tokenize import PairTokenizer
 from rfm.train.prior import choose_prior_width
-from rfm.train.rundir import load_raters, load_run
+from rfm.train.rundir import load_raters, load_run, read_summary
 from rfm.train.trainer import population_prior, validation_mask
 
 from rfm.data.jsonl import Pair, load_pairs, write_pairs
@@ -38,9 +38,14 @@ def test_rfm_separates_opposing_raters_and_baseline_cannot(tiny_run, tiny_baseli
     test = scenario2_split / "seen_test.jsonl"
     rfm_acc = seen_accuracy(tiny_run, test)
     baseline_acc = seen_accuracy(tiny_baseline_run, test)
-    assert rfm_acc >= 0.62, rfm_acc  # 120 test pairs, chance 0.5; 0.64-0.66 across recent trainer versions
+    # 120 test pairs on random tiny-BERT features, chance 0.5: 0.59 with few-shot selection (0.61-0.66 with the
+    # old loss selection); the separation from the one-size model is the claim.
+    assert rfm_acc >= 0.57, rfm_acc
     assert baseline_acc <= 0.6, baseline_acc
     assert rfm_acc - baseline_acc >= 0.1
+    # What the selection optimises: raters adapted from 5-20 choices beat the one-size reward on new responses.
+    metrics = read_summary(tiny_run)["metrics"]
+    assert metrics["fewshot_acc"] >= metrics["fewshot_population_acc"] + 0.15, metrics
 
 
 def test_run_dir_layout_and_summary(tiny_run):
@@ -109,7 +114,7 @@ def test_linear_probe_and_full_tuning(tiny_backbone, scenario2_split, tmp_path):
     probe = train_tiny(tiny_backbone, data, tmp_path / "probe", kind="linear-probe")
     assert probe["metrics"]["train_acc"] > 0.5
     _, weights = load_raters(tmp_path / "probe")
-    assert weights.shape == (1, 128)  # mean+response pooling: 2 x hidden
+    assert weights.shape == (1, 3 * 64 + 1)  # layers pooling: embeddings + 2 layers of 64, and log length
     full = train_tiny(tiny_backbone, data, tmp_path / "full", tune="full", epochs=1, batch_size=32)
     assert full["history"] and (tmp_path / "full" / "model.safetensors").is_file()
 
@@ -173,4 +178,43 @@ def test_warm_start_never_fits_the_validation_pairs_that_judge_it(monkeypatch):
     (warm_pairs, warm_val), (rfm_pairs, rfm_val) = seen
     expected = trainer.validation_mask(data.user, cfg.val_frac, cfg.seed)
     assert warm_val is not None and np.array_equal(warm_val, expected) and expected.any()
-    assert np.array_equal(warm_pairs.a, data.a) and rfm_pairs is data and rfm_val is None
+    assert np.array_equal(warm_pairs.a, data.a) and rfm_pairs is data and np.array_equal(rfm_val, expected)
+
+
+def test_prior_grid_extends_when_its_edge_wins():
+    """Raters far apart: the best width is past the grid's last value, so the grid grows."""
+    delta, user, val, mean = _raters(spread=8.0, pairs=60)
+    width = choose_prior_width(delta, user, val, mean, np.eye(4) * 1e-4, grid=(0.0, 0.03, 0.1))
+    assert width["grid_extended"] and width["margin_variance"] > 0.1
+    assert len(width["val_loglik"]) > 3
+
+
+def test_fewshot_tasks_never_test_on_texts_used_to_adapt():
+    from rfm.train.selection import fewshot_tasks
+
+    rng = np.random.default_rng(0)
+    user = np.repeat(np.arange(5), 40)
+    a, b = rng.integers(0, 60, len(user)), rng.integers(60, 120, len(user))
+    val = validation_mask(user, 0.3, 0)
+    tasks = fewshot_tasks(user, val, a, b, draws=2, seed=0)
+    again = fewshot_tasks(user, val, a, b, draws=2, seed=0)
+    assert len(tasks) == len(again) > 0
+    assert all((t.adapt == u.adapt).all() and (t.test == u.test).all() for t, u in zip(tasks, again, strict=True))
+    for task in tasks:
+        assert not val[task.adapt].any() and val[task.test].all()
+        assert len(set(user[task.adapt]) | set(user[task.test])) == 1
+        used = set(a[task.adapt]) | set(b[task.adapt])
+        assert not used & (set(a[task.test]) | set(b[task.test]))
+
+
+def test_collapse_is_reported_when_disagreeing_raters_get_no_personalisation():
+    from types import SimpleNamespace
+
+    from rfm.train.run import collapse_check
+
+    flat = SimpleNamespace(metrics={"fewshot_population_acc": 0.51})
+    report = collapse_check(flat, {"fewshot_acc": 0.512})
+    assert report["collapsed"] and "--tune full" in report["advice"]
+    assert not collapse_check(flat, {"fewshot_acc": 0.62})["collapsed"]  # adaptation learned taste
+    agreeing = SimpleNamespace(metrics={"fewshot_population_acc": 0.70})
+    assert not collapse_check(agreeing, {"fewshot_acc": 0.70})["collapsed"]  # one reward fits these raters

@@ -1,4 +1,4 @@
-"""The reward-feature model in torch: backbone -> mean pooling -> feature head -> phi(x, y) in R^d."""
+"""The reward-feature model in torch: backbone -> pooling -> feature head -> phi(x, y) in R^d."""
 
 from __future__ import annotations
 
@@ -7,19 +7,48 @@ from torch import nn
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 
 KINDS = ("rfm", "baseline", "linear-probe")
-POOLINGS = ("mean", "response", "mean+response")
+POOLINGS = ("layers", "response", "mean", "mean+response")
 
 
-def build_head(hidden: int, features: int, head: str, head_hidden: int, dropout: float) -> nn.Module:
+class Standardize(nn.Module):
+    """A fixed affine map (x - shift) / scale, set from the training embeddings and saved with the model.
+
+    Pooled vectors from different layers (and the length feature) live on different scales; a
+    standardised input lets one learning rate and one weight decay suit every coordinate.
+    """
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(size))
+        self.register_buffer("scale", torch.ones(size))
+
+    def fit(self, embeddings: torch.Tensor) -> None:
+        self.shift.copy_(embeddings.mean(0))
+        self.scale.copy_(embeddings.std(0).clamp(min=1e-6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.shift) / self.scale
+
+
+def build_head(hidden: int, features: int, head: str, head_hidden: int, dropout: float,
+               standardize: bool = False) -> nn.Module:
     """Linear, small MLP, or identity (linear probe) from pooled embeddings to features."""
     if head == "identity":
         return nn.Identity()
+    first = [Standardize(hidden)] if standardize else []
     if head == "linear":
-        return nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, features))
+        return nn.Sequential(*first, nn.Dropout(dropout), nn.Linear(hidden, features))
     if head == "mlp":
-        return nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, head_hidden), nn.GELU(),
+        return nn.Sequential(*first, nn.Dropout(dropout), nn.Linear(hidden, head_hidden), nn.GELU(),
                              nn.Linear(head_hidden, features))
     raise ValueError(f"unknown head {head!r}")
+
+
+def pooled_size(hidden_size: int, num_layers: int, pooling: str) -> int:
+    """Length of the pooled vector the head reads."""
+    if pooling == "layers":
+        return hidden_size * (num_layers + 1) + 1
+    return hidden_size * (2 if pooling == "mean+response" else 1)
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -43,6 +72,21 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: tor
     return response if pooling == "response" else torch.cat([full, response], dim=-1)
 
 
+def pool_layers(hidden_states: tuple[torch.Tensor, ...], attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the response's tokens of every layer's states (embeddings included), and log(1 + tokens).
+
+    Lower layers keep the lexical and surface cues (hedge words, contractions, list markers, question
+    marks) that the last layer's mean mostly washes out; the token count carries length, which a mean
+    cannot. Without segment ids (RoBERTa, DistilBERT) every token counts as the response's.
+    """
+    mask = attention_mask if token_type_ids is None else attention_mask * token_type_ids
+    mask = torch.where(mask.sum(1, keepdim=True) > 0, mask, attention_mask)
+    count = mask.sum(1, keepdim=True).to(hidden_states[-1].dtype)
+    means = [mean_pool(h, mask) for h in hidden_states]
+    return torch.cat([*means, torch.log1p(count)], dim=-1)
+
+
 class RewardFeatureModel(PreTrainedModel):
     """phi_theta(x, y): the whole feature graph that `rfm export` turns into ONNX.
 
@@ -57,9 +101,9 @@ class RewardFeatureModel(PreTrainedModel):
     def __init__(self, config: PretrainedConfig, backbone: nn.Module | None = None):
         super().__init__(config)
         self.backbone = backbone if backbone is not None else AutoModel.from_config(config)
-        pooled_size = config.hidden_size * (2 if config.rfm_pooling == "mean+response" else 1)
-        self.head = build_head(pooled_size, config.rfm_features, config.rfm_head,
-                               config.rfm_head_hidden, config.rfm_dropout)
+        size = pooled_size(config.hidden_size, config.num_hidden_layers, config.rfm_pooling)
+        self.head = build_head(size, config.rfm_features, config.rfm_head, config.rfm_head_hidden,
+                               config.rfm_dropout, standardize=getattr(config, "rfm_standardize", False))
         self.uses_token_types = takes_token_types(self.backbone)
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -67,8 +111,11 @@ class RewardFeatureModel(PreTrainedModel):
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if self.uses_token_types and token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        hidden = self.backbone(**kwargs).last_hidden_state
         types = token_type_ids if self.uses_token_types else None
+        if self.config.rfm_pooling == "layers":
+            outputs = self.backbone(**kwargs, output_hidden_states=True)
+            return pool_layers(outputs.hidden_states, attention_mask, types)
+        hidden = self.backbone(**kwargs).last_hidden_state
         return pool(hidden, attention_mask, types, self.config.rfm_pooling)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -85,16 +132,17 @@ def takes_token_types(backbone: nn.Module) -> bool:
 
 def rfm_config(backbone_config: PretrainedConfig, *, kind: str, features: int, head: str, head_hidden: int,
                dropout: float, max_length: int, truncation: str, backbone_name: str,
-               pooling: str = "response") -> PretrainedConfig:
+               pooling: str = "layers", standardize: bool = True) -> PretrainedConfig:
     """The backbone config with the RFM fields recorded (what export and runtime reproduce)."""
     config = backbone_config.__class__.from_dict(backbone_config.to_dict())
     config.rfm_kind = kind
-    pooled_size = backbone_config.hidden_size * (2 if pooling == "mean+response" else 1)
-    config.rfm_features = pooled_size if head == "identity" else features
+    size = pooled_size(backbone_config.hidden_size, backbone_config.num_hidden_layers, pooling)
+    config.rfm_features = size if head == "identity" else features
     config.rfm_head = head
     config.rfm_head_hidden = head_hidden
     config.rfm_dropout = dropout
     config.rfm_pooling = pooling
+    config.rfm_standardize = standardize and head != "identity"
     config.rfm_max_length = max_length
     config.rfm_truncation = truncation
     config.rfm_backbone = backbone_name

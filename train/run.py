@@ -16,13 +16,14 @@ from rfm.adapt import MAPLogisticRegression
 from rfm.runtime.tokenize import TRUNCATION_STRATEGY, PairTokenizer
 from rfm.train.backbone import hub_offline, load_backbone, resolve_backbone, weights_fingerprint
 from rfm.train.embed_cache import EmbeddingCache, embed_texts
-from rfm.train.model import RewardFeatureModel, rfm_config, takes_token_types
+from rfm.train.model import POOLINGS, RewardFeatureModel, rfm_config, takes_token_types
 from rfm.train.prior import choose_prior_width
 from rfm.train.rundir import SUMMARY_FILE, save_raters
 from rfm.train.trainer import (
     PairData,
     TrainConfig,
     config_dict,
+    fewshot_selector,
     fit_bradley_terry,
     fit_head_on_embeddings,
     index_pairs,
@@ -40,7 +41,8 @@ def _validate(cfg: TrainConfig) -> None:
         (cfg.kind in ("rfm", "baseline", "linear-probe"), "--baseline must be 'bt' or 'linear-probe'"),
         (cfg.tune in ("head", "full"), "--tune must be head or full"),
         (cfg.head in ("linear", "mlp"), "--head must be linear or mlp"),
-        (cfg.pooling in ("mean", "response", "mean+response"), "--pooling must be mean, response or mean+response"),
+        (cfg.pooling in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)}"),
+        (cfg.selection in ("fewshot", "loss"), "--selection must be fewshot or loss"),
         (cfg.features >= 1, "--features must be >= 1"),
         (cfg.epochs >= 1, "--epochs must be >= 1"),
         (cfg.batch_size >= 1, "--batch-size must be >= 1"),
@@ -112,7 +114,7 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
                     phi = model.head(torch.from_numpy(embeddings)).double().numpy()
                 weights, prior, width = _finish(result, cfg, data, phi)
                 summary.update(metrics=result.metrics, history=result.history, best_epoch=result.best_epoch,
-                               prior_width=width)
+                               prior_width=width, collapse=collapse_check(result, width))
         else:
             weights, prior, fit_summary = _train_full(model, pair_tok, data, cfg, features, progress)
             summary.update(fit_summary)
@@ -136,8 +138,8 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
 def _effective_pooling(cfg: TrainConfig, backbone) -> TrainConfig:
     """Response pooling finds the response by its segment id; a backbone without token_type_ids
     (RoBERTa, DistilBERT, ...) has none, so such a run pools over all tokens and says so."""
-    if cfg.pooling == "mean" or takes_token_types(backbone):
-        return cfg
+    if cfg.pooling in ("mean", "layers") or takes_token_types(backbone):
+        return cfg  # "layers" pools over all tokens by itself when there are no segment ids
     print(f"rfm: {cfg.backbone}: the backbone takes no token_type_ids, so --pooling {cfg.pooling} cannot find "
           "the response's tokens; pooling over all tokens (mean) instead", file=sys.stderr)
     return dataclasses.replace(cfg, pooling="mean")
@@ -167,7 +169,7 @@ def _finish(result, cfg: TrainConfig, data: PairData, phi: np.ndarray) -> tuple[
     prior = population_prior(weights)
     delta = phi[data.a] - phi[data.b]
     width = choose_prior_width(delta, data.user, validation_mask(data.user, cfg.val_frac, cfg.seed),
-                               prior["mean"], prior["cov"], seed=cfg.seed)
+                               prior["mean"], prior["cov"], data.a, data.b, seed=cfg.seed)
     prior["cov"] = prior["cov"] + width["tau"] * np.eye(len(prior["mean"]))
     return weights, prior, width
 
@@ -205,18 +207,53 @@ def _train_full(model: RewardFeatureModel, pair_tok: PairTokenizer, data: PairDa
                 outputs.append(model(**tensors)["features"].float())
         return torch.cat(outputs).cpu() if outputs[0].device.type != "cpu" else torch.cat(outputs)
 
+    val = validation_mask(data.user, cfg.val_frac, cfg.seed)
+    select = None
+    if cfg.kind == "rfm" and cfg.selection == "fewshot":
+        def phi_of(idx: np.ndarray) -> np.ndarray:
+            model.eval()
+            return featurise(idx, False).double().numpy()
+
+        select = fewshot_selector(data, val, phi_of, cfg.seed)
     result = fit_bradley_terry(data, featurise, [model.head, model.backbone], cfg, features,
                                progress and accelerator.is_main_process, module_lrs=[cfg.lr, cfg.backbone_lr],
-                               accelerator=accelerator)
+                               accelerator=accelerator, val_mask=val, select=select)
     model.eval()
     with torch.no_grad():
         phi = featurise(np.arange(len(data.texts)), False).double().numpy()
     model.to("cpu")
     weights, prior, width = _finish(result, cfg, data, phi)
     return weights, prior, {"metrics": result.metrics, "history": result.history, "best_epoch": result.best_epoch,
-                            "prior_width": width,
+                            "prior_width": width, "collapse": collapse_check(result, width),
                             "encoded_texts": None, "device": str(device), "processes": accelerator.num_processes,
                             "main_process": accelerator.is_main_process}
+
+
+# A one-size reward this close to chance on the raters' validation pairs means they disagree (or are noise).
+NEAR_CHANCE = 0.6
+# Few-shot accuracy an RFM must gain over its own one-size reward to count as having learned taste.
+MIN_ADAPTATION_GAIN = 0.01
+
+
+def collapse_check(result, width: dict | None) -> dict | None:
+    """Whether an RFM ended as (or no better than) the one-size model while its raters disagree.
+
+    The raters' validation pairs say so when the shared reward alone is near chance on them: then
+    either the features learned what the raters differ on (few-shot adaptation beats the shared
+    reward) or the run collapsed, which `rfm train` reports loudly with what to change.
+    """
+    m = result.metrics
+    population, fewshot = m.get("fewshot_population_acc"), (width or {}).get("fewshot_acc")
+    if population is None or fewshot is None:
+        return None
+    gain = fewshot - population
+    collapsed = population < NEAR_CHANCE and gain < MIN_ADAPTATION_GAIN
+    return {"collapsed": bool(collapsed), "population_acc": population, "fewshot_acc": fewshot,
+            "adaptation_gain": gain,
+            "advice": ("the one-size reward is near chance on the raters' validation pairs, yet adapting to a "
+                       "rater from a few choices does not beat it: the features did not learn what these raters "
+                       "disagree about. Try more pairs per rater, --epochs 80 --min-epochs 30, --pooling layers, "
+                       "--features 8, or --tune full on a GPU") if collapsed else None}
 
 
 def describe(summary: dict) -> str:
@@ -232,6 +269,9 @@ def describe(summary: dict) -> str:
     if width and width.get("val_loglik"):
         parts.append(f"prior width +{width['margin_variance']:g} logit^2 (chosen on {width['raters']} raters' "
                      "validation pairs)")
+        if width.get("fewshot_acc") is not None and "fewshot_population_acc" in m:
+            parts.append(f"new-response accuracy of raters adapted from 5-20 choices {width['fewshot_acc']:.3f} "
+                         f"vs one-size {m['fewshot_population_acc']:.3f}")
     parts.append(f"{summary.get('train_s', 0):.1f}s")
     return "; ".join(parts)
 

@@ -44,9 +44,13 @@ class TrainConfig:
     w_l2: float = 0.3
     dropout: float = 0.2
     max_length: int = 256
-    pooling: str = "response"  # mean | response | mean+response
+    pooling: str = "layers"  # layers | response | mean | mean+response
     val_frac: float = 0.15
     patience: int = 6
+    min_epochs: int = 10  # no early stop before this epoch
+    w_init: float = 0.0  # scale of the random initial rater deviations (|delta_h| ~ w_init)
+    w_lr_scale: float = 1.0  # learning rate of W relative to --lr
+    selection: str = "fewshot"  # fewshot | loss: what picks the epoch that ships (RFM)
     min_pairs: int = 5
     probe_l2: float = 1.0
     population_loss: float = 1.0  # weight of the BT loss of the shared w_0 alone (the population reward)
@@ -107,14 +111,18 @@ def validation_mask(user: np.ndarray, frac: float, seed: int) -> np.ndarray:
 class RaterWeights(nn.Module):
     """w_h = w_0 + delta_h; the baseline keeps w_0 = 1 fixed (a scalar reward, d = 1)."""
 
-    def __init__(self, n_users: int, d: int, trainable: bool, seed: int, init_shared: np.ndarray | None = None):
+    def __init__(self, n_users: int, d: int, trainable: bool, seed: int, init_shared: np.ndarray | None = None,
+                 delta_init: float = 0.0):
         super().__init__()
         gen = torch.Generator().manual_seed(seed + 1)
         init = torch.randn(d, generator=gen) / math.sqrt(d) if trainable else torch.ones(d)
         if init_shared is not None:
             init = torch.as_tensor(init_shared, dtype=torch.float32).clone()
         self.shared = nn.Parameter(init, requires_grad=trainable)
-        self.delta = nn.Parameter(torch.zeros(n_users, d), requires_grad=trainable)
+        # Small random deviations break the symmetry between raters from the first step: with all rows
+        # equal, two opposing groups' gradients on the shared features cancel and training sits at chance.
+        delta = torch.randn(n_users, d, generator=gen) * delta_init / math.sqrt(d)
+        self.delta = nn.Parameter(delta, requires_grad=trainable)
 
     def forward(self, user: torch.Tensor) -> torch.Tensor:
         return self.shared + self.delta[user]
@@ -137,6 +145,44 @@ class FitResult:
     metrics: dict
 
 
+@dataclass
+class EarlyStopping:
+    """Keep the best-scoring state (higher is better); stop after `patience` epochs without a gain,
+    but never before `min_epochs` (rater weights of opposing groups need a few epochs to separate)."""
+
+    patience: int
+    min_epochs: int = 0
+    min_delta: float = 1e-5
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    state: object = None
+    _bad: int = 0
+
+    def update(self, epoch: int, score: float, snapshot: Callable[[], object]) -> bool:
+        """Record an epoch's score; False means: stop now."""
+        if score > self.best_score + self.min_delta:
+            self.best_score, self.best_epoch, self.state, self._bad = score, epoch, snapshot(), 0
+            return True
+        self._bad += 1
+        return not (self._bad >= self.patience and epoch >= self.min_epochs)
+
+
+# A selection score for the current state (higher is better) and figures to record with it.
+Selector = Callable[["RaterWeights"], tuple[float, dict]]
+
+
+def _epoch_batches(order: np.ndarray, batch_size: int, accelerator) -> list[np.ndarray]:
+    """Minibatches of one epoch; under several processes each takes its share of every minibatch."""
+    batches = []
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        if accelerator is not None and accelerator.num_processes > 1:
+            share = rows[accelerator.process_index :: accelerator.num_processes]
+            rows = share if len(share) else order[start : start + 1]
+        batches.append(rows)
+    return batches
+
+
 def fit_bradley_terry(
     data: PairData,
     featurise: Callable[[np.ndarray, bool], torch.Tensor],
@@ -149,13 +195,16 @@ def fit_bradley_terry(
     accelerator=None,
     desc: str | None = None,
     val_mask: np.ndarray | None = None,
+    select: Selector | None = None,
 ) -> FitResult:
-    """Minibatch AdamW on the BT objective with early stopping on validation log-likelihood.
+    """Minibatch AdamW on the BT objective, keeping the best epoch.
 
     `featurise(text_indices, train_mode)` returns phi for those distinct texts; `module_lrs` gives each
-    trainable module its own learning rate (default: cfg.lr for all). With an `accelerate.Accelerator`
-    running several processes, each takes its share of every minibatch and gradients are averaged
-    across processes before each step (plain data parallelism, as DDP does).
+    trainable module its own learning rate (default: cfg.lr for all). The best epoch is the one with
+    the highest `select(weights)` score (for an RFM: few-shot accuracy on new responses, see
+    `train.selection`), else the lowest validation loss. With an `accelerate.Accelerator` running
+    several processes, each takes its share of every minibatch and gradients are averaged across
+    processes before each step (plain data parallelism, as DDP does).
     """
     from tqdm.auto import tqdm
 
@@ -164,12 +213,12 @@ def fit_bradley_terry(
     val = validation_mask(data.user, cfg.val_frac, cfg.seed) if val_mask is None else val_mask
     train_rows, val_rows = np.flatnonzero(~val), np.flatnonzero(val)
     weights = RaterWeights(len(data.user_ids), d, trainable=cfg.kind == "rfm", seed=cfg.seed,
-                           init_shared=init_shared)
+                           init_shared=init_shared, delta_init=cfg.w_init if cfg.kind == "rfm" else 0.0)
     lrs = module_lrs or [cfg.lr] * len(trainable)
     groups = [{"params": [p for p in m.parameters() if p.requires_grad], "lr": lr, "weight_decay": cfg.weight_decay}
               for m, lr in zip(trainable, lrs, strict=True)]
     if cfg.kind == "rfm":
-        groups.append({"params": list(weights.parameters()), "lr": cfg.lr, "weight_decay": 0.0})
+        groups.append({"params": list(weights.parameters()), "lr": cfg.lr * cfg.w_lr_scale, "weight_decay": 0.0})
     groups = [g for g in groups if g["params"]]
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
 
@@ -190,38 +239,34 @@ def fit_bradley_terry(
         return float(loss), float((margin > 0).float().mean()), float(population)
 
     history: list[dict] = []
-    best = (math.inf, -1, None)
-    bad_epochs = 0
+    stopper = EarlyStopping(cfg.patience, cfg.min_epochs)
+
     def consider(epoch: int) -> bool:
-        """Record this epoch; keep its state if it is the best so far. False means: stop early."""
-        nonlocal best, bad_epochs
+        """Record this epoch and keep its state if it is the best so far. False means: stop early."""
         train_loss, train_acc, _ = evaluate(train_rows)
         val_loss, val_acc, val_population_loss = evaluate(val_rows)
-        history.append({"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
-                        "val_loss": val_loss, "val_acc": val_acc, "val_population_loss": val_population_loss})
-        bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", val_acc=f"{val_acc:.3f}")
-        # Selection is by the raters' own validation pairs; the population term only shapes training.
-        score = val_loss if len(val_rows) else train_loss
-        if score < best[0] - 1e-5:
-            state = ([copy.deepcopy(m.state_dict()) for m in trainable], copy.deepcopy(weights.state_dict()))
-            best, bad_epochs = (score, epoch, state), 0
-            return True
-        bad_epochs += 1
-        return not (len(val_rows) and bad_epochs >= cfg.patience)
+        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+               "val_acc": val_acc, "val_population_loss": val_population_loss}
+        if select is not None and len(val_rows):
+            with torch.no_grad():
+                score, figures = select(weights)
+            row.update(figures)
+        else:
+            score = -(val_loss if len(val_rows) else train_loss)
+        history.append(row)
+        bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", val_acc=f"{val_acc:.3f}",
+                        **({"fewshot": f"{row['fewshot_acc']:.3f}"} if "fewshot_acc" in row else {}))
+        keep_going = stopper.update(epoch, score, lambda: ([copy.deepcopy(m.state_dict()) for m in trainable],
+                                                            copy.deepcopy(weights.state_dict())))
+        return keep_going or not len(val_rows)
 
     bar = tqdm(range(1, cfg.epochs + 1), desc=desc or f"training {cfg.kind}", unit="epoch", disable=not progress)
     if init_shared is not None:
-        consider(0)  # a warm start is itself a candidate: training must beat it on validation
+        consider(0)  # a warm start is itself a candidate: training must beat it
     for epoch in bar:
         for m in trainable:
             m.train()
-        order = rng.permutation(train_rows)
-        for start in range(0, len(order), cfg.batch_size):
-            rows = order[start : start + cfg.batch_size]
-            if accelerator is not None and accelerator.num_processes > 1:
-                rows = rows[accelerator.process_index :: accelerator.num_processes]
-                if len(rows) == 0:
-                    rows = order[start : start + 1]
+        for rows in _epoch_batches(rng.permutation(train_rows), cfg.batch_size, accelerator):
             needed, inverse = np.unique(np.concatenate([data.a[rows], data.b[rows]]), return_inverse=True)
             phi = featurise(needed, True)
             ia, ib = inverse[: len(rows)], inverse[len(rows) :]
@@ -231,24 +276,26 @@ def fit_bradley_terry(
                 if cfg.population_loss > 0:  # keep w_0 a good reward for a rater we know nothing about
                     loss = loss + cfg.population_loss * bt_loss(phi[ia], phi[ib], weights.shared)[0]
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             if accelerator is not None and accelerator.num_processes > 1:
+                accelerator.backward(loss)
                 for group in optimizer.param_groups:
                     for param in group["params"]:
                         if param.grad is not None:
                             param.grad = accelerator.reduce(param.grad, reduction="mean")
+            else:
+                loss.backward()
             optimizer.step()
         if not consider(epoch):
             break
     bar.close()
-    module_states, weight_state = best[2]
+    module_states, weight_state = stopper.state
     for m, s in zip(trainable, module_states, strict=True):
         m.load_state_dict(s)
     weights.load_state_dict(weight_state)
-    best_row = next(row for row in history if row["epoch"] == best[1])
-    metrics = {k: best_row[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc", "val_population_loss")}
+    best_row = next(row for row in history if row["epoch"] == stopper.best_epoch)
+    metrics = {k: v for k, v in best_row.items() if k != "epoch"}
     metrics.update(train_pairs=len(train_rows), val_pairs=len(val_rows), epochs_run=len(history))
-    return FitResult(weights, history, best[1], metrics)
+    return FitResult(weights, history, stopper.best_epoch, metrics)
 
 
 def population_prior(weights: np.ndarray, floor: float = 1e-4) -> dict[str, np.ndarray]:
@@ -270,34 +317,81 @@ def config_dict(cfg: TrainConfig) -> dict:
 
 
 
+def fewshot_selector(data: PairData, val: np.ndarray, phi_of: Callable[[np.ndarray], np.ndarray],
+                     seed: int) -> Selector:
+    """The RFM's selection score: few-shot accuracy of adapted training raters on new validation responses.
+
+    Each call adapts every rater from 5/10/20 of their training pairs under the current rater weights'
+    prior (its width chosen as `rfm train` will choose it) and scores their validation pairs that
+    share no text with those; `phi_of(text_indices)` gives the current features of those texts.
+    """
+    from rfm.train.prior import choose_prior_width
+    from rfm.train.selection import fewshot_tasks, population_scores
+
+    tasks = fewshot_tasks(data.user, val, data.a, data.b, draws=1, seed=seed)
+    rows = np.unique(np.concatenate([np.concatenate([t.adapt, t.test]) for t in tasks])) if tasks else np.zeros(0, int)
+    needed = np.unique(np.concatenate([data.a[rows], data.b[rows]])) if len(rows) else np.zeros(0, int)
+
+    def select(weights: RaterWeights) -> tuple[float, dict]:
+        if not tasks:
+            return 0.0, {}
+        phi = np.zeros((len(data.texts), weights.shared.shape[0]))
+        phi[needed] = phi_of(needed)
+        delta = phi[data.a] - phi[data.b]
+        prior = population_prior(weights.matrix())
+        width = choose_prior_width(delta, data.user, val, prior["mean"], prior["cov"], tasks=tasks)
+        population = population_scores(delta, tasks, weights.shared.detach().double().numpy())
+        return width["fewshot_acc"], {"fewshot_acc": width["fewshot_acc"], "fewshot_population_acc": population,
+                                      "fewshot_prior_width": width["margin_variance"]}
+
+    return select
+
+
 def fit_head_on_embeddings(data: PairData, embeddings: np.ndarray, head: nn.Module, cfg: TrainConfig, d: int,
                            progress: bool = True) -> FitResult:
     """Train the head (and W) on cached pooled embeddings.
 
-    With `warm_start` (RFM, linear head), the population reward is fitted first as a one-feature
-    Bradley-Terry model; it becomes feature 0 with w_0 = e_0, so training starts from the
-    non-adaptive model and the best epoch (epoch 0 included) must beat it on validation.
+    A standardising first layer of the head is set from these embeddings. With `warm_start` (RFM,
+    linear head), the population reward is fitted first as a one-feature Bradley-Terry model; it
+    becomes feature 0 with w_0 = e_0, so training starts from the non-adaptive model and the best
+    epoch (epoch 0 included) must beat it. An RFM's epochs are judged by few-shot adaptation of the
+    training raters on new validation responses (`fewshot_selector`).
     """
+    from dataclasses import replace
+
+    from rfm.train.model import Standardize
+
     emb = torch.from_numpy(embeddings)
+    layers = list(head) if isinstance(head, nn.Sequential) else []
+    standardize = next((m for m in layers if isinstance(m, Standardize)), None)
+    if standardize is not None:
+        standardize.fit(emb)
 
     def featurise_with(module: nn.Module):
         return lambda idx, train_mode: module(emb[torch.from_numpy(idx)])
 
+    val = validation_mask(data.user, cfg.val_frac, cfg.seed)
     init_shared = None
-    linear = head[-1] if isinstance(head, nn.Sequential) else None
+    linear = layers[-1] if layers else None
     if cfg.kind == "rfm" and cfg.warm_start and cfg.head == "linear" and isinstance(linear, nn.Linear):
-        from dataclasses import replace
-
-        population = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(embeddings.shape[1], 1))
+        front = [copy.deepcopy(standardize)] if standardize is not None else []
+        population = nn.Sequential(*front, nn.Dropout(cfg.dropout), nn.Linear(embeddings.shape[1], 1))
         # The raters' own validation pairs stop the warm start too: it trains on exactly the pairs the
         # RFM trains on, so epoch 0 is judged on pairs it never fitted (and so is the prior's width).
         pooled = PairData(data.texts, data.a, data.b, np.zeros_like(data.user), [POPULATION_USER])
         fit_bradley_terry(pooled, featurise_with(population), [population], replace(cfg, kind="baseline"), 1,
-                          progress, desc="warm start: population reward",
-                          val_mask=validation_mask(data.user, cfg.val_frac, cfg.seed))
+                          progress, desc="warm start: population reward", val_mask=val)
         with torch.no_grad():
             linear.bias.zero_()
             linear.weight[0] = population[-1].weight[0]
             linear.bias[0] = population[-1].bias[0]
         init_shared = np.eye(d)[0]
-    return fit_bradley_terry(data, featurise_with(head), [head], cfg, d, progress, init_shared=init_shared)
+    select = None
+    if cfg.kind == "rfm" and cfg.selection == "fewshot":
+        def phi_of(idx: np.ndarray) -> np.ndarray:
+            head.eval()
+            return head(emb[torch.from_numpy(idx)]).double().numpy()
+
+        select = fewshot_selector(data, val, phi_of, cfg.seed)
+    return fit_bradley_terry(data, featurise_with(head), [head], cfg, d, progress, init_shared=init_shared,
+                             val_mask=val, select=select)

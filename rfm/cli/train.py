@@ -25,9 +25,11 @@ def require_train_extra() -> None:
 @click.option("--tune", type=click.Choice(["head", "full"]), default="head", show_default=True,
               help="head: frozen cached encoder (CPU default); full: fine-tune everything (GPU).")
 @click.option("--head", type=click.Choice(["linear", "mlp"]), default="linear", show_default=True)
-@click.option("--pooling", type=click.Choice(["response", "mean", "mean+response"]), default="response",
-              show_default=True, help="Mean over the response's tokens, over all tokens, or both. Backbones without segment ids "
-                   "(RoBERTa, DistilBERT) use mean.")
+@click.option("--pooling", type=click.Choice(["layers", "response", "mean", "mean+response"]), default="layers",
+              show_default=True, help="layers: mean over the response's tokens of every encoder layer plus log "
+              "response length (reads surface cues: length, lists, hedges, tone); response: last layer's mean over "
+              "the response; mean: over all tokens; mean+response: both. Backbones without segment ids "
+              "(RoBERTa, DistilBERT) pool over all tokens.")
 @click.option("--baseline", type=click.Choice(["bt", "linear-probe"]), default=None, is_flag=False,
               flag_value="bt", help="Train a baseline instead: 'bt' (bare --baseline) = non-adaptive "
               "Bradley-Terry reward model; 'linear-probe' = frozen encoder embeddings as features.")
@@ -42,7 +44,14 @@ def require_train_extra() -> None:
 @click.option("--max-length", type=int, default=256, show_default=True, help="Tokens per (prompt, response).")
 @click.option("--val-frac", type=float, default=0.15, show_default=True,
               help="Share of each rater's pairs used for validation and early stopping.")
-@click.option("--patience", type=int, default=6, show_default=True)
+@click.option("--patience", type=int, default=6, show_default=True, help="Epochs without a better score before stopping.")
+@click.option("--min-epochs", type=int, default=10, show_default=True, help="Never stop early before this epoch.")
+@click.option("--selection", type=click.Choice(["fewshot", "loss"]), default="fewshot", show_default=True,
+              help="What picks the epoch that ships (RFM): fewshot = accuracy of training raters adapted from "
+              "5-20 of their choices on validation pairs with new responses; loss = validation log-loss.")
+@click.option("--w-init", type=float, default=0.0, show_default=True,
+              help="Scale of random initial rater deviations (breaks the symmetry of opposing groups).")
+@click.option("--w-lr-scale", type=float, default=1.0, show_default=True, help="Learning rate of W relative to --lr.")
 @click.option("--min-pairs", type=int, default=5, show_default=True,
               help="Raters with fewer pairs are left out (reported).")
 @click.option("--population-loss", type=float, default=1.0, show_default=True,
@@ -56,8 +65,9 @@ def train(data: str, output: str, baseline: str | None, as_json: bool, quiet: bo
     """Train reward features phi(x, y) and per-rater weights W on DATA (JSONL with user_id).
 
     The objective is the Bradley-Terry likelihood sigmoid(<phi(x,y) - phi(x,y'), w_h>) with an L2
-    penalty on W; the best epoch by validation log-likelihood is kept. Writes a Hugging Face style
-    run dir for `rfm export`.
+    penalty on W. The epoch kept is the one whose features serve a new user best: training raters
+    adapted from a few of their choices, scored on validation pairs with responses they never
+    judged. Writes a Hugging Face style run dir for `rfm export`.
     """
     require_train_extra()
     from rfm.train.run import describe
@@ -71,3 +81,6 @@ def train(data: str, output: str, baseline: str | None, as_json: bool, quiet: bo
         echo_json({"output": output, **{k: v for k, v in summary.items() if k != "history"}})
     else:
         info(f"wrote {output}: {describe(summary)}")
+    collapse = summary.get("collapse") or {}
+    if collapse.get("collapsed"):
+        click.echo(f"rfm: WARNING: no personalisation learned: {collapse['advice']}.", err=True)
