@@ -1,27 +1,43 @@
-"""The paper's experiments at our scale (DESIGN §4): personalisation accuracy, best-of-n, int8 vs fp32.
+"""The paper's experiments at our scale (docs/DESIGN.md §4): personalisation on new responses, best-of-n, int8 vs fp32.
 
-    .venv/bin/python benchmarks/personalization.py            # ~40 min on a 2-core CPU
+    .venv/bin/python benchmarks/personalization.py            # ~45 min on a 2-core CPU
     .venv/bin/python benchmarks/personalization.py --quick    # a smoke run
 
 Writes benchmarks/results/personalization.{json,md} and personalization_<dataset>.png. Every number
-comes through the exported ONNX artifacts (int8 unless stated) and the runtime's adapter.
+comes through the exported ONNX artifacts (int8 unless stated) and the runtime's MAP adapter.
+
+Protocol. Users are split into training raters and held-out users (30% held out). A held-out user
+is adapted from m of their pairs and scored on their other pairs that share *no response* with
+those m ("new responses", the headline: a reranker meets candidates the user never judged); the
+same users are compared at every m (users who cannot supply that at the largest m are left out of
+every column and counted). The figure on pairs that may re-use judged responses ("shared
+responses") is reported beside it: it measures memorising judged items, not taste that transfers.
+3 seeded draws per user and m; every model is trained with 3 seeds (the linear probe once).
 
 Datasets
-- tldr: OpenAI TL;DR comparisons (batch13 + batch18), split by worker (30% held out, workers with
-  >= 20 pairs), several training seeds (results are noisy at this scale: 8 held-out workers).
+- tldr: OpenAI TL;DR comparisons (batch13 + batch18), workers with >= 20 pairs; real raters.
+- jester: Jester joke ratings of real people (`rfm data convert --format jester`, --min-gap 3,
+  --max-pairs 100), users with >= 20 pairs.
 - s1 / s2: synthetic raters (`rfm data synth`, Scenario 1 / 2) over a pool of real responses: the
-  994 UltraFeedback train pairs + the first 1,000 HH-RLHF harmless-test pairs; 40 raters x 150 pairs,
-  temperature 0.1; 30% of raters held out.
+  994 UltraFeedback train pairs + the first 1,000 HH-RLHF harmless-test pairs; 40 raters x 150
+  pairs, temperature 0.1. s2-small: Scenario 2, 24 raters x 80 pairs, UltraFeedback responses only.
+- taste: Scenario 3 over the same pool, 40 raters x 150 pairs: each rater has one checkable taste
+  (detailed/brief, lists/prose, casual/formal, hedged/direct).
 
-Best-of-n (synthetic raters): for each held-out rater, w is adapted from m = 20 of their pairs; then
-for 5 prompts from their remaining pairs, the candidate set is the prompt's two real responses plus
-responses drawn at random from other prompts in the pool (n = 4, 8, 16 share the first n of one draw
-of 16). The true reward of the pick is normalised so that a random pick scores 0 and the oracle 1.
+Methods: the RFM (rfm train defaults: d = 32, layers pooling, few-shot selection), the non-adaptive
+Bradley-Terry baseline ("one-size"), and the adaptive linear probe: per-user logistic regression on
+the frozen encoder's own sentence embedding (mean of the last layer over the response's tokens).
+
+Best-of-n (synthetic raters, seed-0 models): for each held-out rater, w is adapted from m = 20 of
+their pairs; for 10 prompts from their other pairs, the candidates are the prompt's two responses
+plus responses drawn from the pool (n = 4, 8, 16 share the first n of one draw of 16). The true
+reward of the pick is normalised so that a random pick scores 0 and the oracle 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -36,45 +52,62 @@ sys.path.insert(0, str(ROOT))
 from rfm.runtime import FeatureExtractor, load_artifact  # noqa: E402
 
 from rfm.data.convert import ConvertReport, convert  # noqa: E402
+from rfm.data.jester import jester_pairs  # noqa: E402
 from rfm.data.jsonl import load_pairs, write_pairs  # noqa: E402
 from rfm.data.split import split_by_user  # noqa: E402
 from rfm.data.synth import SyntheticRaters, sidecar_path, synthesise  # noqa: E402
 from rfm.evaluation import Adapter, evaluate_heldout, evaluate_seen, featurise_pairs, group_by_user  # noqa: E402
 
-SHOTS = (0, 5, 10, 20, 50)
+SHOTS_SYNTHETIC = (0, 5, 10, 20, 50)
+SHOTS_REAL = (0, 5, 10, 20)  # real users have fewer pairs: m = 50 would leave most out
+REPEATS = 3
+# dataset -> (scenario or None, raters, pairs per rater, source)
+SYNTHETIC = {"s1": (1, 40, 150, "pool"), "s2": (2, 40, 150, "pool"), "s2-small": (2, 24, 80, "uf"),
+             "taste": (3, 40, 150, "pool")}
+QUICK_SYNTHETIC = {"s2": (2, 12, 60, "pool"), "taste": (3, 16, 60, "pool")}
 
 
-def record_split(report, folder: Path) -> None:
+def _seed_of(*parts: object) -> int:
+    """A stable seed from any values (Python's hash() of a str changes between processes)."""
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def _split(src: Path, folder: Path) -> Path:
+    report = split_by_user(src, folder, 0.3, seed=0, min_pairs=20)
     (folder / "split.json").write_text(json.dumps(report.to_json(), indent=1))
+    return folder
 
 
 def prepare(work: Path, data_dir: Path, quick: bool) -> dict[str, Path]:
     """Convert, synthesise and split; returns dataset -> split dir."""
     work.mkdir(parents=True, exist_ok=True)
+    splits = {}
     tldr = work / "tldr.jsonl"
     write_pairs(tldr, convert("tldr", [data_dir / "tldr" / "batch13.jsonl", data_dir / "tldr" / "batch18.jsonl"],
                               ConvertReport()))
+    splits["tldr"] = _split(tldr, work / "split_tldr")
+    jester = work / "jester.jsonl"
+    write_pairs(jester, jester_pairs(data_dir / "jester", ConvertReport(), min_gap=3.0, max_pairs=100, seed=0))
+    if not quick:
+        splits["jester"] = _split(jester, work / "split_jester")
     uf = list(convert("ultrafeedback", [data_dir / "ultrafeedback" / "train.jsonl"], ConvertReport()))
     hh = list(convert("hh-rlhf", [data_dir / "hh-rlhf" / "harmless-base-test.jsonl.gz"], ConvertReport()))[:1000]
     write_pairs(work / "pool.jsonl", uf + hh)
-    splits = {"tldr": work / "split_tldr"}
-    record_split(split_by_user(tldr, splits["tldr"], 0.3, seed=0, min_pairs=20), splits["tldr"])
-    raters, per_rater = (12, 60) if quick else (40, 150)
-    for scenario in (1, 2):
-        synth = work / f"s{scenario}.jsonl"
-        synthesise(work / "pool.jsonl", synth, scenario, raters, seed=0, pairs_per_rater=per_rater, temperature=0.1)
-        splits[f"s{scenario}"] = work / f"split_s{scenario}"
-        record_split(split_by_user(synth, splits[f"s{scenario}"], 0.3, seed=0, min_pairs=20), splits[f"s{scenario}"])
+    write_pairs(work / "uf.jsonl", uf)
+    for name, (scenario, raters, per_rater, source) in (QUICK_SYNTHETIC if quick else SYNTHETIC).items():
+        synth = work / f"{name}.jsonl"
+        synthesise(work / f"{source}.jsonl", synth, scenario, raters, seed=0, pairs_per_rater=per_rater,
+                   temperature=0.1)
+        splits[name] = _split(synth, work / f"split_{name}")
     return splits
 
 
-def methods(quick: bool) -> list[tuple[str, dict]]:
-    dims = (8, 32) if quick else (8, 32, 128)
-    return [*[(f"rfm-d{d}", {"kind": "rfm", "features": d}) for d in dims],
-            ("baseline-bt", {"kind": "baseline"}), ("linear-probe", {"kind": "linear-probe"})]
+METHODS = {"rfm": {"kind": "rfm"}, "one-size": {"kind": "baseline"},
+           "linear-probe": {"kind": "linear-probe", "pooling": "response"}}
 
 
-def train_and_export(split: Path, out: Path, options: dict, seed: int, precisions: list[str]) -> tuple[Path, dict]:
+def train_and_export(split: Path, out: Path, options: dict, seed: int) -> tuple[Path, dict]:
     """Train and export once; a finished model dir is reused on a re-run (the script is resumable)."""
     from rfm.export.build import export_run
     from rfm.train.run import train
@@ -88,7 +121,7 @@ def train_and_export(split: Path, out: Path, options: dict, seed: int, precision
         return art, read_summary(run)
     summary = train(split / "train.jsonl", run, TrainConfig(seed=seed, **options), overwrite=True, progress=False)
     try:
-        export_run(run, art, precisions, validation_data=str(split / "heldout.jsonl"), overwrite=True,
+        export_run(run, art, ["fp32", "int8"], validation_data=str(split / "heldout.jsonl"), overwrite=True,
                    log=lambda m: None)
     except RfmError as exc:  # an int8 bound missed: evaluate the fp32 graph, and say so in the results
         print(f"   {out.name}: {exc}; exporting fp32 only", flush=True)
@@ -99,13 +132,13 @@ def train_and_export(split: Path, out: Path, options: dict, seed: int, precision
 
 
 def best_of_n(extractor: FeatureExtractor, adapter: Adapter, users, pairs_by_user, raters: SyntheticRaters,
-              pool: list[str], seed: int, trials: int = 5, ns=(4, 8, 16), m: int = 20) -> dict:
-    rng = np.random.default_rng(seed)
-    scores = {n: [] for n in ns}
+              pool: list[str], seed: int, trials: int = 10, ns=(4, 8, 16), m: int = 20) -> dict:
+    scores: dict[int, list[float]] = {n: [] for n in ns}
     for user, data in users.items():
         if len(data.deltas) < m + 1:
             continue
-        order = np.random.default_rng(abs(hash(user)) % 2**32).permutation(len(data.deltas))
+        rng = np.random.default_rng(_seed_of(seed, user, "best-of-n"))
+        order = rng.permutation(len(data.deltas))
         w = adapter.fit(data.deltas[order[:m]])
         test = [pairs_by_user[user][i] for i in order[m:]]
         for _ in range(trials):
@@ -122,23 +155,57 @@ def best_of_n(extractor: FeatureExtractor, adapter: Adapter, users, pairs_by_use
     return {str(n): {"normalised_reward": float(np.mean(v)), "trials": len(v)} for n, v in scores.items()}
 
 
-def evaluate_artifact(art: Path, split: Path, precision: str, seed: int, raters: SyntheticRaters | None,
-                      pool: list[str] | None) -> dict:
+def evaluate_artifact(art: Path, split: Path, precision: str, seed: int, shots, raters: SyntheticRaters | None = None,
+                      pool: list[str] | None = None) -> dict:
     artifact = load_artifact(art)
     extractor = FeatureExtractor(artifact, device="cpu", precision=precision)
     heldout_pairs = load_pairs(split / "heldout.jsonl")
     users = group_by_user(heldout_pairs, featurise_pairs(extractor, heldout_pairs))
     seen_pairs = load_pairs(split / "seen_test.jsonl")
     seen_users = group_by_user(seen_pairs, featurise_pairs(extractor, seen_pairs))
-    result = {"precision": precision, "seen": evaluate_seen(seen_users, artifact)}
-    for name in ("map", "l2"):
-        result[f"heldout_{name}"] = evaluate_heldout(users, Adapter(artifact, name), SHOTS, 5, seed)
-    if raters is not None:
+    adapter = Adapter(artifact, "map")
+    result = {"precision": precision, "seen": evaluate_seen(seen_users, artifact),
+              "new_responses": evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=True),
+              "shared_responses": evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=False)}
+    if raters is not None and pool is not None:
         by_user: dict[str, list] = {}
         for p in heldout_pairs:
             by_user.setdefault(p.user_id, []).append(p)
-        result["best_of_n"] = best_of_n(extractor, Adapter(artifact, "map"), users, by_user, raters, pool, seed)
+        result["best_of_n"] = best_of_n(extractor, adapter, users, by_user, raters, pool, seed)
     return result
+
+
+def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: list[str], started: float) -> dict:
+    shots = SHOTS_REAL if dataset in ("tldr", "jester") else SHOTS_SYNTHETIC
+    raters = None if dataset in ("tldr", "jester") else SyntheticRaters.load(sidecar_path(work / f"{dataset}.jsonl"))
+    entry = {"split": json.loads((split / "split.json").read_text()), "shots": list(shots), "methods": {}}
+    for name, options in METHODS.items():
+        per_seed = []
+        for seed in seeds if name != "linear-probe" else seeds[:1]:
+            t0 = time.perf_counter()
+            folder = work / "models" / dataset / f"{name}-s{seed}"
+            art, summary = train_and_export(split, folder, options, seed)
+            cached = folder / "result.json"
+            if cached.is_file():
+                row = json.loads(cached.read_text())
+            else:
+                precision = "int8" if "int8" in load_artifact(art).precisions else "fp32"
+                bon = raters if seed == seeds[0] else None
+                row = {"seed": seed, "train_metrics": summary.get("metrics"), "best_epoch": summary.get("best_epoch"),
+                       "prior_width": (summary.get("prior_width") or {}).get("margin_variance"),
+                       "collapse": summary.get("collapse"), "train_s": summary.get("train_s"),
+                       "int8_export_refused": summary.get("int8_export_refused"),
+                       **evaluate_artifact(art, split, precision, seed, shots, bon, pool if bon else None)}
+                if name == "rfm" and precision == "int8":
+                    row["fp32"] = evaluate_artifact(art, split, "fp32", seed, shots)
+                row["seconds"] = round(time.perf_counter() - t0, 1)
+                cached.write_text(json.dumps(row))
+            per_seed.append(row)
+            print(f"[{time.perf_counter() - started:6.0f}s] {dataset} {name} seed {seed}: new responses "
+                  + " ".join(f"m={m}:{row['new_responses']['shots'][str(m)]['accuracy']:.3f}" for m in shots)
+                  + f" ({row['new_responses']['users']} users)", flush=True)
+        entry["methods"][name] = per_seed
+    return entry
 
 
 def main() -> None:
@@ -146,7 +213,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    parser.add_argument("--tldr-seeds", default="0,1,2")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--datasets", default=None, help="Comma-separated subset (default: all).")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("RFM_QUIET", "1")
@@ -154,46 +222,23 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     splits = prepare(work, Path(args.data_dir), args.quick)
+    if args.datasets:
+        splits = {k: v for k, v in splits.items() if k in args.datasets.split(",")}
     pool = sorted({t for p in load_pairs(work / "pool.jsonl") for t in (p.chosen, p.rejected)})
-    results: dict = {"command": "python benchmarks/personalization.py" + (" --quick" if args.quick else ""),
-                     "shots": SHOTS, "datasets": {}}
-    tldr_seeds = [int(s) for s in args.tldr_seeds.split(",")][: 1 if args.quick else None]
+    seeds = [int(s) for s in args.seeds.split(",")][: 1 if args.quick else None]
+    command = "python benchmarks/personalization.py" + (" --quick" if args.quick else "")
+    results: dict = {"command": command, "repeats": REPEATS, "seeds": seeds, "datasets": {}}
+    results_path = out / "personalization.json"
+    if results_path.is_file() and args.datasets:  # a subset re-run keeps the other datasets' results
+        results["datasets"] = json.loads(results_path.read_text()).get("datasets", {})
     for dataset, split in splits.items():
-        raters = None if dataset == "tldr" else SyntheticRaters.load(sidecar_path(work / f"{dataset}.jsonl"))
-        seeds = tldr_seeds if dataset == "tldr" else [0]
-        entry = results["datasets"].setdefault(dataset, {"split": json.loads(
-            (split / "split.json").read_text()) if (split / "split.json").exists() else None, "methods": {}})
-        for name, options in methods(args.quick):
-            per_seed = []
-            for seed in seeds if options["kind"] != "linear-probe" else seeds[:1]:
-                t0 = time.perf_counter()
-                art, summary = train_and_export(split, work / "models" / dataset / f"{name}-s{seed}", options, seed,
-                                                ["fp32", "int8"])
-                cached = work / "models" / dataset / f"{name}-s{seed}" / "result.json"
-                if cached.is_file():
-                    row = json.loads(cached.read_text())
-                else:
-                    precision = "int8" if "int8" in load_artifact(art).precisions else "fp32"
-                    row = {"seed": seed, "train_metrics": summary.get("metrics"), "best_epoch": summary.get("best_epoch"),
-                           "int8_export_refused": summary.get("int8_export_refused"),
-                           **evaluate_artifact(art, split, precision, seed, raters, pool if raters else None)}
-                    if name == "rfm-d32":
-                        row["fp32"] = evaluate_artifact(art, split, "fp32", seed, None, None)
-                    row["seconds"] = round(time.perf_counter() - t0, 1)
-                    cached.write_text(json.dumps(row))
-                per_seed.append(row)
-                print(f"[{time.perf_counter() - started:6.0f}s] {dataset} {name} seed {seed}: "
-                      + " ".join(f"m={m}:{row['heldout_map']['shots'][str(m)]['accuracy']:.3f}" for m in SHOTS),
-                      flush=True)
-            entry["methods"][name] = per_seed
-        with open(out / "personalization.json", "w") as handle:
-            json.dump(results, handle, indent=1)
+        results["datasets"][dataset] = run_dataset(dataset, split, work, seeds, pool, started)
+        results_path.write_text(json.dumps(results, indent=1))
     results["total_seconds"] = round(time.perf_counter() - started, 1)
-    with open(out / "personalization.json", "w") as handle:
-        json.dump(results, handle, indent=1)
+    results_path.write_text(json.dumps(results, indent=1))
     from report import personalization_report
 
-    personalization_report(out / "personalization.json", out)
+    personalization_report(results_path, out)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,33 @@ def _mean_shots(rows: list[dict], key: str) -> dict[str, tuple[float, float]]:
     return out
 
 
+DESCRIPTION = (
+    "Held-out users adapted from m of their own choices (MAP under the population prior), int8 ONNX "
+    "artifacts through the runtime. **New responses** (the headline): accuracy on the user's pairs that share "
+    "no response with the m adaptation pairs, averaged per user over 3 seeded draws, then over users; the "
+    "same users at every m. **Shared responses**: the same users and draws, test pairs may re-use judged "
+    "responses (memorising judged items; not what a reranker meets). Each row averages the training seeds "
+    "(± = sd over seeds; the probe is trained once). `one-size` = the non-adaptive Bradley-Terry model; "
+    "`linear-probe` = per-user logistic regression on the frozen encoder's sentence embedding. `best epoch` "
+    "0 = the warm start (the fitted one-size reward) won the few-shot selection. `(fp32)`: the int8 export "
+    "missed a validation bound, so the fp32 graph was evaluated.")
+
+
+def _table(entry: dict, key: str) -> list[str]:
+    shots = [str(m) for m in entry["shots"]]
+    lines = ["| method | best epoch | prior width | seen acc | " + " | ".join(f"m={m}" for m in shots) + " |",
+             "|---|---|---|---:|" + "---:|" * len(shots)]
+    for name, rows in entry["methods"].items():
+        acc = _mean_shots(rows, key)
+        cells = " | ".join(f"{acc[m][0]:.3f}" + (f" ± {acc[m][1]:.3f}" if acc[m][1] else "") for m in shots)
+        epochs = ",".join(str(r["best_epoch"]) for r in rows)
+        widths = ",".join("-" if r.get("prior_width") is None else f"{r['prior_width']:g}" for r in rows)
+        seen = np.mean([r["seen"]["accuracy"] for r in rows])
+        precision = "" if all(r["precision"] == "int8" for r in rows) else " (fp32)"
+        lines.append(f"| {name}{precision} | {epochs} | {widths} | {seen:.3f} | {cells} |")
+    return lines
+
+
 def personalization_report(path: Path, out: Path) -> None:
     import matplotlib
 
@@ -26,37 +53,26 @@ def personalization_report(path: Path, out: Path) -> None:
 
     results = json.loads(Path(path).read_text())
     lines = ["# Personalisation: held-out users adapted from m of their own choices", "",
-             f"Command: `{results['command']}` (total {results.get('total_seconds', 0) / 60:.0f} min, 2-core CPU). "
-             "Accuracy on each held-out user's remaining pairs, averaged per user over 5 seeded draws, then over "
-             "users; int8 ONNX artifacts through the runtime. `map` = the population prior (empirical Bayes), "
-             "`l2` = the paper's plain L2 adapter. TL;DR rows average 3 training seeds (± = sd over seeds). "
-             "`best epoch` 0 means that no training epoch beat the warm start (the fitted population reward "
-             "as feature 0) on the raters' validation pairs, so the RFM is the population model plus untrained "
-             "features. `(fp32)`: the int8 export missed a validation bound, so the fp32 graph was evaluated.",
-             ""]
+             f"Command: `{results['command']}` (total {results.get('total_seconds', 0) / 60:.0f} min, 2-core CPU).",
+             "", DESCRIPTION, ""]
     for dataset, entry in results["datasets"].items():
         split = entry.get("split") or {}
+        first = next(iter(entry["methods"].values()))[0]["new_responses"]
         lines += [f"## {dataset}", "", f"{split.get('train_users', '?')} training raters, "
-                  f"{split.get('heldout_users', '?')} held-out users.", ""]
-        shots = list(next(iter(entry["methods"].values()))[0]["heldout_map"]["shots"])
-        lines += ["| method | adapter | best epoch | seen acc | " + " | ".join(f"m={m}" for m in shots) + " |",
-                  "|---|---|---|---:|" + "---:|" * len(shots)]
+                  f"{split.get('heldout_users', '?')} held-out users; {first['users']} of them at every m "
+                  f"({first['excluded_users']} left out: too few pairs for the largest m with a new-response "
+                  "test pair).", "", "New responses (headline):", ""]
+        lines += _table(entry, "new_responses")
+        lines += ["", "Shared responses (may re-use judged responses; beside the headline, not instead of it):", ""]
+        lines += _table(entry, "shared_responses")
+        lines.append("")
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for name, rows in entry["methods"].items():
-            seen = np.mean([r["seen"]["accuracy"] for r in rows])
-            for adapter in ("map", "l2"):
-                if name == "baseline-bt" and adapter == "l2":
-                    continue
-                acc = _mean_shots(rows, f"heldout_{adapter}")
-                cells = " | ".join(f"{acc[m][0]:.3f}" + (f" ± {acc[m][1]:.3f}" if acc[m][1] else "") for m in shots)
-                epochs = ",".join(str(r["best_epoch"]) for r in rows)
-                precision = "" if all(r["precision"] == "int8" for r in rows) else " (fp32)"
-                lines.append(f"| {name}{precision} | {adapter if name != 'baseline-bt' else 'none'} | {epochs} | "
-                             f"{seen:.3f} | {cells} |")
-                if adapter == "map" or name.startswith("rfm-d32"):
-                    xs = [int(m) for m in shots]
-                    ax.plot(xs, [acc[m][0] for m in shots], marker="o",
-                            ls="-" if adapter == "map" else ":", label=f"{name} ({adapter})")
+            for key, style in (("new_responses", "-"), ("shared_responses", ":")):
+                acc = _mean_shots(rows, key)
+                xs = [int(m) for m in acc]
+                ax.plot(xs, [v[0] for v in acc.values()], marker="o", ls=style,
+                        label=f"{name} ({key.replace('_', ' ')})")
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_xlabel("choices used to adapt (m)")
         ax.set_ylabel("held-out accuracy")
@@ -66,20 +82,19 @@ def personalization_report(path: Path, out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / f"personalization_{dataset}.png", dpi=110)
         plt.close(fig)
-        lines.append("")
         bon = {name: rows[0]["best_of_n"] for name, rows in entry["methods"].items() if "best_of_n" in rows[0]}
         if bon:
             ns = list(next(iter(bon.values())))
-            lines += ["Best-of-n (m = 20, normalised true reward: random pick 0, oracle 1):", "",
+            lines += ["Best-of-n (seed-0 models, m = 20, normalised true reward: random pick 0, oracle 1):", "",
                       "| method | " + " | ".join(f"n={n}" for n in ns) + " |", "|---|" + "---:|" * len(ns)]
             lines += [f"| {name} | " + " | ".join(f"{v[n]['normalised_reward']:.3f}" for n in ns) + " |"
                       for name, v in bon.items()]
             lines.append("")
-        d32 = entry["methods"].get("rfm-d32", [])
-        if d32 and "fp32" in d32[0]:
-            diffs = {m: np.mean([r["heldout_map"]["shots"][m]["accuracy"] - r["fp32"]["heldout_map"]["shots"][m]
-                                 ["accuracy"] for r in d32]) for m in shots}
-            lines += ["int8 minus fp32 held-out accuracy (rfm-d32, map): " +
+        rfm = [r for r in entry["methods"].get("rfm", []) if "fp32" in r]
+        if rfm:
+            diffs = {m: np.mean([r["new_responses"]["shots"][m]["accuracy"] - r["fp32"]["new_responses"]["shots"][m]
+                                 ["accuracy"] for r in rfm]) for m in rfm[0]["new_responses"]["shots"]}
+            lines += ["int8 minus fp32, new responses (rfm): " +
                       ", ".join(f"m={m}: {100 * v:+.2f} pts" for m, v in diffs.items()), ""]
     (out / "personalization.md").write_text("\n".join(lines) + "\n")
 
