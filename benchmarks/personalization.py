@@ -57,6 +57,7 @@ from rfm.data.jsonl import load_pairs, write_pairs  # noqa: E402
 from rfm.data.split import split_by_user  # noqa: E402
 from rfm.data.synth import SyntheticRaters, sidecar_path, synthesise  # noqa: E402
 from rfm.evaluation import Adapter, evaluate_heldout, evaluate_seen, featurise_pairs, group_by_user  # noqa: E402
+from rfm.pipeline import cached_json, export_stage, train_stage  # noqa: E402
 
 SHOTS_SYNTHETIC = (0, 5, 10, 20, 50)
 SHOTS_REAL = (0, 5, 10, 20)  # real users have fewer pairs: m = 50 would leave most out
@@ -108,27 +109,12 @@ METHODS = {"rfm": {"kind": "rfm"}, "one-size": {"kind": "baseline"},
 
 
 def train_and_export(split: Path, out: Path, options: dict, seed: int) -> tuple[Path, dict]:
-    """Train and export once; a finished model dir is reused on a re-run (the script is resumable)."""
-    from rfm.export.build import export_run
-    from rfm.train.run import train
-    from rfm.train.rundir import read_summary
+    """Train and export through the demo's cached stages (a finished stage is reused on a re-run)."""
     from rfm.train.trainer import TrainConfig
 
-    from rfm.errors import RfmError
-
-    run, art = out / "run", out / "artifact"
-    if (art / "rfm.json").is_file():
-        return art, read_summary(run)
-    summary = train(split / "train.jsonl", run, TrainConfig(seed=seed, **options), overwrite=True, progress=False)
-    try:
-        export_run(run, art, ["fp32", "int8"], validation_data=str(split / "heldout.jsonl"), overwrite=True,
-                   log=lambda m: None)
-    except RfmError as exc:  # an int8 bound missed: evaluate the fp32 graph, and say so in the results
-        print(f"   {out.name}: {exc}; exporting fp32 only", flush=True)
-        export_run(run, art, ["fp32"], validation_data=str(split / "heldout.jsonl"), overwrite=True,
-                   log=lambda m: None)
-        summary["int8_export_refused"] = str(exc)
-    return art, summary
+    summary, _ = train_stage(split / "train.jsonl", out / "run", TrainConfig(seed=seed, **options), progress=False)
+    export_stage(out / "run", out / "artifact", ["fp32", "int8"], split / "heldout.jsonl", fallback=["fp32"])
+    return out / "artifact", summary
 
 
 def best_of_n(extractor: FeatureExtractor, adapter: Adapter, users, pairs_by_user, raters: SyntheticRaters,
@@ -185,21 +171,20 @@ def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: l
             t0 = time.perf_counter()
             folder = work / "models" / dataset / f"{name}-s{seed}"
             art, summary = train_and_export(split, folder, options, seed)
-            cached = folder / "result.json"
-            if cached.is_file():
-                row = json.loads(cached.read_text())
-            else:
+
+            def measure(art=art, summary=summary, seed=seed, name=name) -> dict:
                 precision = "int8" if "int8" in load_artifact(art).precisions else "fp32"
                 bon = raters if seed == seeds[0] else None
                 row = {"seed": seed, "train_metrics": summary.get("metrics"), "best_epoch": summary.get("best_epoch"),
                        "prior_width": (summary.get("prior_width") or {}).get("margin_variance"),
                        "collapse": summary.get("collapse"), "train_s": summary.get("train_s"),
-                       "int8_export_refused": summary.get("int8_export_refused"),
                        **evaluate_artifact(art, split, precision, seed, shots, bon, pool if bon else None)}
                 if name == "rfm" and precision == "int8":
                     row["fp32"] = evaluate_artifact(art, split, "fp32", seed, shots)
-                row["seconds"] = round(time.perf_counter() - t0, 1)
-                cached.write_text(json.dumps(row))
+                return row
+
+            row = cached_json(folder / "result.json", [art / "rfm.json", split / "heldout.jsonl", list(shots)], measure)
+            row["seconds"] = round(time.perf_counter() - t0, 1)
             per_seed.append(row)
             print(f"[{time.perf_counter() - started:6.0f}s] {dataset} {name} seed {seed}: new responses "
                   + " ".join(f"m={m}:{row['new_responses']['shots'][str(m)]['accuracy']:.3f}" for m in shots)

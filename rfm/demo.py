@@ -1,14 +1,16 @@
-"""`rfm demo`: the whole pipeline, offline, on the real TL;DR comparisons (DESIGN §1).
+"""`rfm demo`: the whole pipeline, offline, on real data (docs/DESIGN.md §1).
 
-convert -> split workers -> train RFM + baseline (head on the cached frozen encoder) -> export
-(fp32 + int8) -> evaluate held-out workers -> adapt one worker and rerank summaries -> latency.
+Part 1, real raters: convert the TL;DR comparisons -> split workers -> train the RFM and the
+one-size baseline -> export (fp32 + int8) -> evaluate held-out workers on new responses.
+Part 2, personalisation that generalises: synthetic people with one checkable taste each
+(detailed/brief, lists/prose, casual/formal, hedged/direct) over real UltraFeedback responses ->
+the same train/export/evaluate -> one held-out synthetic person adapted from a few choices, their
+ranking of candidates they never judged before and after. Then a latency summary.
 Every stage writes into one folder; a stage whose inputs are unchanged is reused on a re-run.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import time
 from collections import defaultdict
@@ -19,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from rfm.fileio import atomic_open
+from rfm.pipeline import cached_json, export_stage, train_stage
 
-STAMP = ".rfm-demo-stamp"
+KINDS = ("rfm", "baseline")
 
 
 @dataclass
@@ -31,7 +34,6 @@ class DemoConfig:
     output: Path
     backbone: str = "minilm"
     features: int = 32
-    epochs: int = 40
     max_length: int = 256
     holdout_users: float = 0.3
     min_pairs: int = 20
@@ -39,43 +41,25 @@ class DemoConfig:
     shots: tuple[int, ...] = (0, 5, 10, 20)
     repeats: int = 3
     adapt_shots: int = 10
+    taste_raters: int = 32
+    taste_pairs: int = 100
     seed: int = 0
     threads: int | None = None
     bench: bool = True
     train_overrides: dict = field(default_factory=dict)
 
 
-@functools.cache
-def _code_version() -> str:
-    """A digest of rfm's own source, so a stage built by older code is not reused after an upgrade."""
-    import importlib
+class Stages:
+    """Numbered stage headers and their timings."""
 
-    digest = hashlib.sha256()
-    for name in ("rfm", "rfm.train", "rfm.export", "rfm.runtime", "rfm.adapt"):
-        root = Path(importlib.import_module(name).__file__).parent
-        for source in sorted(root.glob("*.py")):
-            digest.update(source.name.encode() + source.read_bytes())
-    return digest.hexdigest()
+    def __init__(self, total: int, say: Callable[[str], None]):
+        self.total, self.say, self.count, self.seconds = total, say, 0, {}
 
-
-def _key(*parts: object) -> str:
-    digest = hashlib.sha256(_code_version().encode())
-    for part in parts:
-        if isinstance(part, Path) and part.is_file():
-            digest.update(hashlib.sha256(part.read_bytes()).digest())
-        else:
-            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
-def _fresh(path: Path, key: str) -> bool:
-    stamp = path / STAMP if path.is_dir() else path.with_name(path.name + STAMP)
-    return path.exists() and stamp.is_file() and stamp.read_text() == key
-
-
-def _stamp(path: Path, key: str) -> None:
-    stamp = path / STAMP if path.is_dir() else path.with_name(path.name + STAMP)
-    stamp.write_text(key)
+    def start(self, name: str) -> Callable[[], None]:
+        self.count += 1
+        t0 = time.perf_counter()
+        self.say(f"\n== {self.count}/{self.total} {name}")
+        return lambda: self.seconds.__setitem__(name, round(time.perf_counter() - t0, 1))
 
 
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict:
@@ -83,33 +67,20 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict:
     from rfm.data.convert import ConvertReport, convert
     from rfm.data.jsonl import load_pairs, write_pairs
     from rfm.data.split import split_by_user
-    from rfm.evaluation import evaluate
-    from rfm.export.build import export_run
-    from rfm.train.run import describe, train
-    from rfm.train.trainer import TrainConfig
+    from rfm.data.synth import synthesise
 
     started = time.perf_counter()
     out = cfg.output
     out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
+    stages = Stages(8 if cfg.bench else 7, say)
 
-    def stage(name: str) -> Callable[[], None]:
-        t0 = time.perf_counter()
-        say(f"\n== {name}")
-        return lambda: timings.__setitem__(name, round(time.perf_counter() - t0, 1))
-
-    done = stage("1/7 convert the TL;DR comparisons (batch13 + batch18)")
+    done = stages.start("convert the TL;DR comparisons (batch13 + batch18)")
     sources = [cfg.data_dir / "tldr" / "batch13.jsonl", cfg.data_dir / "tldr" / "batch18.jsonl"]
     data = out / "tldr.jsonl"
     report = ConvertReport()
-    pairs = list(convert("tldr", sources, report))
-    if cfg.max_pairs:
-        pairs = pairs[: cfg.max_pairs]
+    pairs = list(convert("tldr", sources, report))[: cfg.max_pairs]
     write_pairs(data, pairs)
     say(f"   {report.summary()}; using {len(pairs)} pairs from {len({p.user_id for p in pairs})} workers")
-    done()
-
-    done = stage("2/7 split workers into training raters and held-out users")
     split = out / "split"
     split_report = split_by_user(data, split, cfg.holdout_users, seed=cfg.seed, min_pairs=cfg.min_pairs)
     say(f"   {len(split_report.train_users)} training raters, {len(split_report.heldout_users)} held-out workers "
@@ -117,93 +88,123 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict:
         f"< {cfg.min_pairs} pairs left out")
     done()
 
-    done = stage("3/7 train the RFM and the non-adaptive baseline (head on the frozen, cached encoder)")
-    runs = {}
-    for kind in ("rfm", "baseline"):
-        train_cfg = TrainConfig(kind=kind, backbone=cfg.backbone, features=cfg.features, epochs=cfg.epochs,
-                                max_length=cfg.max_length, seed=cfg.seed, **cfg.train_overrides)
-        run_dir = out / "runs" / kind
-        key = _key(split / "train.jsonl", train_cfg.__dict__)
-        if _fresh(run_dir, key):
-            say(f"   {kind}: unchanged, reusing {run_dir}")
-        else:
-            summary = train(split / "train.jsonl", run_dir, train_cfg, overwrite=True)
-            _stamp(run_dir, key)
-            say(f"   {describe(summary)}")
-        runs[kind] = run_dir
+    done = stages.start("train the RFM and the one-size baseline on TL;DR workers (head on the cached frozen encoder)")
+    runs = _train_both(cfg, split, out / "runs", say)
     done()
-
-    done = stage("4/7 export to ONNX through Optimum (fp32 + int8), validated")
-    artifacts = {}
-    for kind, run_dir in runs.items():
-        art = out / "artifacts" / kind
-        key = _key(run_dir / "model.safetensors", run_dir / "population.npz", "fp32,int8")
-        if _fresh(art, key):
-            say(f"   {kind}: unchanged, reusing {art}")
-        else:
-            manifest = export_run(run_dir, art, ["fp32", "int8"], validation_data=str(split / "heldout.jsonl"),
-                                  overwrite=True, log=lambda m: None)
-            _stamp(art, key)
-            v = manifest["validation"]
-            say(f"   {kind}: fp32 vs torch {v['fp32_vs_torch_max_abs_diff']:.1e}, int8 cosine "
-                f"{v['int8']['mean_cosine']:.4f}, int8 {manifest['sizes_bytes']['model_int8.onnx'] / 1e6:.0f} MB")
-        artifacts[kind] = art
+    done = stages.start("export to ONNX through Optimum (fp32 + int8), validated")
+    artifacts = _export_both(runs, split, out / "artifacts", say)
     done()
-
-    done = stage("5/7 evaluate held-out workers (adapted from m of their own choices, int8 runtime)")
-    results = {}
-    for kind, art in artifacts.items():
-        path = out / f"eval_{kind}.json"
-        key = _key(art / "rfm.json", split / "heldout.jsonl", list(cfg.shots), cfg.repeats, cfg.seed)
-        if _fresh(path, key):
-            results[kind] = json.loads(path.read_text())
-        else:
-            results[kind] = evaluate(art, split / "heldout.jsonl", cfg.shots, cfg.repeats, cfg.seed,
-                                     threads=cfg.threads, device="cpu")
-            with atomic_open(path) as handle:
-                json.dump(results[kind], handle, indent=1)
-            _stamp(path, key)
-    table = accuracy_table(results, cfg.shots)
-    say(table)
+    done = stages.start("evaluate held-out TL;DR workers (adapted from m of their choices, int8 runtime)")
+    tldr_results = _evaluate_both(cfg, artifacts, split, out, "eval")
+    say(accuracy_table(tldr_results, cfg.shots))
+    say("   TL;DR workers largely agree: one reward fits them about as well as a personal one (see README)")
     plot_path = out / "accuracy_vs_shots.png"
-    plot_accuracy(results, plot_path)
+    plot_accuracy(tldr_results, plot_path, "TL;DR held-out workers, new responses")
     done()
 
-    done = stage("6/7 personalise one held-out worker and rerank summaries")
-    personal = personalise_one(artifacts["rfm"], load_pairs(split / "heldout.jsonl"), load_pairs(data),
+    done = stages.start("synthetic people with one taste each, over real UltraFeedback responses: train and export")
+    taste_data = out / "taste.jsonl"
+    uf = out / "ultrafeedback.jsonl"
+    write_pairs(uf, convert("ultrafeedback", [cfg.data_dir / "ultrafeedback" / "train.jsonl"], ConvertReport()))
+    raters = synthesise(uf, taste_data, 3, cfg.taste_raters, seed=cfg.seed, pairs_per_rater=cfg.taste_pairs,
+                        temperature=0.1)
+    taste_split = out / "taste_split"
+    taste_report = split_by_user(taste_data, taste_split, cfg.holdout_users, seed=cfg.seed, min_pairs=1)
+    say(f"   {cfg.taste_raters} synthetic raters x {cfg.taste_pairs} pairs (labelled by rule, not by people): "
+        f"{len(taste_report.train_users)} to train on, {len(taste_report.heldout_users)} held out")
+    taste_runs = _train_both(cfg, taste_split, out / "taste_runs", say)
+    taste_artifacts = _export_both(taste_runs, taste_split, out / "taste_artifacts", say)
+    done()
+    done = stages.start("evaluate held-out synthetic people on new responses")
+    taste_results = _evaluate_both(cfg, taste_artifacts, taste_split, out, "taste_eval")
+    say(accuracy_table(taste_results, cfg.shots))
+    plot_accuracy(taste_results, out / "taste_accuracy_vs_shots.png", "synthetic tastes, held-out, new responses")
+    done()
+
+    done = stages.start("personalise one held-out synthetic person and rerank candidates they never judged")
+    personal = personalise_one(taste_artifacts["rfm"], load_pairs(taste_split / "heldout.jsonl"), raters,
                                cfg.adapt_shots, out / "user_store", cfg.seed, say)
     done()
 
     latency = None
     if cfg.bench:
-        done = stage("7/7 latency on this machine (int8, CPU)")
+        done = stages.start("latency on this machine (int8, CPU)")
         latency = quick_latency(artifacts["rfm"], cfg.threads, out / "user_store", say)
         done()
 
     summary = {"output": str(out), "pairs": len(pairs), "training_raters": len(split_report.train_users),
                "heldout_users": len(split_report.heldout_users),
-               "heldout_accuracy": {k: {m: r["heldout"]["shots"][m]["accuracy"] for m in r["heldout"]["shots"]}
-                                    for k, r in results.items()},
-               "personalised_example": personal, "latency": latency, "stage_seconds": timings,
+               "heldout_accuracy": _headline(tldr_results), "taste_heldout_accuracy": _headline(taste_results),
+               "heldout_protocol": "new responses (no test response was in the adaptation pairs), same users at "
+                                   "every m",
+               "personalised_example": personal, "latency": latency, "stage_seconds": stages.seconds,
                "total_seconds": round(time.perf_counter() - started, 1), "plot": str(plot_path),
-               "artifacts": {k: str(v) for k, v in artifacts.items()}}
+               "artifacts": {k: str(v) for k, v in artifacts.items()},
+               "taste_artifacts": {k: str(v) for k, v in taste_artifacts.items()}}
     with atomic_open(out / "summary.json") as handle:
         json.dump(summary, handle, indent=1)
     return summary
 
 
+def _headline(results: dict) -> dict:
+    return {k: {m: row["accuracy"] for m, row in r["heldout"]["shots"].items()} for k, r in results.items()}
+
+
+def _train_both(cfg: DemoConfig, split: Path, folder: Path, say) -> dict[str, Path]:
+    from rfm.train.run import describe
+    from rfm.train.trainer import TrainConfig
+
+    runs = {}
+    for kind in KINDS:
+        train_cfg = TrainConfig(kind=kind, backbone=cfg.backbone, features=cfg.features, max_length=cfg.max_length,
+                                seed=cfg.seed, **cfg.train_overrides)
+        summary, reused = train_stage(split / "train.jsonl", folder / kind, train_cfg)
+        say(f"   {kind}: unchanged, reusing {folder / kind}" if reused else f"   {describe(summary)}")
+        collapse = summary.get("collapse") or {}
+        if collapse.get("collapsed"):
+            say(f"   warning: {collapse['advice']}")
+        runs[kind] = folder / kind
+    return runs
+
+
+def _export_both(runs: dict[str, Path], split: Path, folder: Path, say) -> dict[str, Path]:
+    artifacts = {}
+    for kind, run_dir in runs.items():
+        manifest, reused = export_stage(run_dir, folder / kind, ["fp32", "int8"], split / "heldout.jsonl")
+        if reused:
+            say(f"   {kind}: unchanged, reusing {folder / kind}")
+        else:
+            v = manifest["validation"]
+            say(f"   {kind}: fp32 vs torch {v['fp32_vs_torch_max_abs_diff']:.1e}, int8 cosine "
+                f"{v['int8']['mean_cosine']:.4f}, int8 {manifest['sizes_bytes']['model_int8.onnx'] / 1e6:.0f} MB")
+        artifacts[kind] = folder / kind
+    return artifacts
+
+
+def _evaluate_both(cfg: DemoConfig, artifacts: dict[str, Path], split: Path, out: Path, prefix: str) -> dict:
+    from rfm.evaluation import evaluate
+
+    return {kind: cached_json(out / f"{prefix}_{kind}.json",
+                              [art / "rfm.json", split / "heldout.jsonl", list(cfg.shots), cfg.repeats, cfg.seed],
+                              lambda art=art: evaluate(art, split / "heldout.jsonl", cfg.shots, cfg.repeats,
+                                                       cfg.seed, threads=cfg.threads, device="cpu"))
+            for kind, art in artifacts.items()}
+
+
 def accuracy_table(results: dict, shots) -> str:
-    head = "   held-out accuracy   " + "  ".join(f"m={m:<4}" for m in shots)
-    lines = [head]
+    """Held-out accuracy on new responses (headline) with the shared-response figure in brackets."""
+    lines = ["   held-out accuracy, new responses (shared)   " + "  ".join(f"{'m=' + str(m):<13}" for m in shots)]
     for kind, result in results.items():
-        row = result["heldout"]["shots"]
-        lines.append(f"   {kind:<19} " + "  ".join(f"{row[str(m)]['accuracy']:.3f} " for m in shots))
-    users = next(iter(results.values()))["heldout"]["shots"]
-    lines.append("   users               " + "  ".join(f"{users[str(m)]['users']:<5} " for m in shots))
+        new, shared = result["heldout"]["shots"], result["heldout_shared_responses"]["shots"]
+        lines.append(f"   {kind:<42} " + "  ".join(f"{new[str(m)]['accuracy']:.3f} ({shared[str(m)]['accuracy']:.3f})"
+                                                  for m in shots))
+    heldout = next(iter(results.values()))["heldout"]
+    lines.append(f"   the same {heldout['users']} users in every column ({heldout['excluded_users']} left out: too few "
+                 "pairs for the largest m)")
     return "\n".join(lines)
 
 
-def plot_accuracy(results: dict, path: Path) -> None:
+def plot_accuracy(results: dict, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -211,17 +212,14 @@ def plot_accuracy(results: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for kind, result in results.items():
-        shots = sorted(result["heldout"]["shots"], key=int)
-        acc = [result["heldout"]["shots"][m]["accuracy"] for m in shots]
-        lo = [result["heldout"]["shots"][m]["ci95"][0] for m in shots]
-        hi = [result["heldout"]["shots"][m]["ci95"][1] for m in shots]
-        xs = [int(m) for m in shots]
-        ax.plot(xs, acc, marker="o", label=kind)
-        ax.fill_between(xs, lo, hi, alpha=0.15)
+        rows = result["heldout"]["shots"]
+        xs = [int(m) for m in rows]
+        ax.plot(xs, [rows[m]["accuracy"] for m in rows], marker="o", label=f"{kind} (new responses)")
+        ax.fill_between(xs, [rows[m]["ci95"][0] for m in rows], [rows[m]["ci95"][1] for m in rows], alpha=0.15)
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("choices used to adapt (m)")
     ax.set_ylabel("held-out accuracy")
-    ax.set_title("TL;DR held-out workers")
+    ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -229,43 +227,57 @@ def plot_accuracy(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def personalise_one(artifact: Path, heldout, all_pairs, shots: int, store: Path, seed: int, say) -> dict:
-    """Adapt the held-out worker with most pairs from `shots` choices; rerank a post's summaries."""
-    from rfm.runtime import RewardModel
+def _describe_text(text: str) -> str:
+    from rfm.data.synth import ATTRIBUTE_NAMES, raw_attributes
+
+    values = dict(zip(ATTRIBUTE_NAMES, raw_attributes(text), strict=True))
+    return (f"{len(text.split()):>4} words, lists {values['structure']:.0%}, casual {values['informality']:.1f}, "
+            f"hedges {values['hedging']:.1f}")
+
+
+def personalise_one(artifact: Path, heldout, raters, shots: int, store: Path, seed: int, say) -> dict:
+    """Adapt a held-out synthetic person from `shots` choices; rerank candidates none of which they judged."""
+    from rfm.evaluation import accuracy, featurise_pairs
+    from rfm.runtime import FeatureExtractor, RewardModel, load_artifact
 
     by_user = defaultdict(list)
     for p in heldout:
         by_user[p.user_id].append(p)
-    user = max(sorted(by_user), key=lambda u: len(by_user[u]))
+    from rfm.data.synth import TASTE_NAMES
+
+    user = min(sorted(by_user), key=lambda u: (TASTE_NAMES.index(raters.taste(u)), -len(by_user[u])))
     mine = by_user[user]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(mine))
-    adapt_pairs, test_pairs = [mine[i] for i in order[:shots]], [mine[i] for i in order[shots:]]
-    summaries = defaultdict(set)
-    for p in all_pairs:
-        summaries[p.prompt].update((p.chosen, p.rejected))
-    post = max(test_pairs, key=lambda p: (len(summaries[p.prompt]), p.prompt))
-    candidates = sorted(summaries[post.prompt])
+    order = np.random.default_rng(seed).permutation(len(mine))
+    adapt_pairs = [mine[i] for i in order[:shots]]
+    judged = {t for p in adapt_pairs for t in (p.chosen, p.rejected)}
+    test_pairs = [mine[i] for i in order[shots:] if mine[i].chosen not in judged and mine[i].rejected not in judged]
+    if not test_pairs:
+        raise RuntimeError(f"{user}: no choice left between responses they did not judge; use more --taste-pairs")
     model = RewardModel.load(artifact, device="cpu", store=store)
     model.store.delete(user)
-    before = model.rerank(user, post.prompt, candidates)
+    prompt = test_pairs[0].prompt
+    candidates = sorted({t for p in test_pairs[:4] for t in (p.chosen, p.rejected)})
+    before = model.rerank(user, prompt, candidates)
     model.adapt(user, [(p.prompt, p.chosen, p.rejected) for p in adapt_pairs], replace=True)
-    after = model.rerank(user, post.prompt, candidates)
-    title = post.prompt.split("\n", 1)[0][:90]
-    prior_w, personal_w = model.population["mean"], model.weights(user)
-    say(f"   worker {user[:12]}…: adapted from {len(adapt_pairs)} of their {len(mine)} choices; "
-        f"|w - prior mean| = {np.linalg.norm(personal_w - prior_w):.3f} (|prior mean| = {np.linalg.norm(prior_w):.3f})")
-    if np.linalg.norm(personal_w - prior_w) < 1e-3 * max(1.0, float(np.linalg.norm(prior_w))):
-        say("   note: the prior says these users do not differ (the training raters' weights came out alike and "
-            "their validation pairs chose no extra width), so ten choices barely move w: on this data, "
-            "one reward fits everyone about as well")
-    say(f"   post: {title!r}: {len(candidates)} candidate summaries (* = the one this worker chose over another)")
-    say(f"   {'population prior':<44} | personalised")
+    after = model.rerank(user, prompt, candidates)
+    extractor = FeatureExtractor(load_artifact(artifact), device="cpu")
+    deltas = featurise_pairs(extractor, test_pairs)
+    personal_acc, population_acc = accuracy(deltas, model.weights(user)), accuracy(deltas, model.population["mean"])
+    true = raters.rewards(user, [r.text for r in after])
+    say(f"   {user} (synthetic; taste: {raters.taste(user)}), adapted from {len(adapt_pairs)} of their choices")
+    say(f"   their {len(test_pairs)} other choices between responses they never judged: personalised reward "
+        f"right on {personal_acc:.0%}, one-size reward on {population_acc:.0%}")
+    say(f"   {len(candidates)} candidate responses, none judged by them; ranked for the prompt {prompt[:60]!r}...")
+    say(f"   {'one-size (before)':<44} | personalised (after)")
     for b, a in zip(before, after, strict=True):
-        mark_b, mark_a = ("*" if b.text == post.chosen else " "), ("*" if a.text == post.chosen else " ")
-        say(f"   {b.score:+7.3f}{mark_b}{b.text.strip()[:35]:<36} | {a.score:+7.3f}{mark_a}{a.text.strip()[:35]}")
-    return {"user": user, "adapted_on": len(adapt_pairs), "post_title": title, "candidates": len(candidates),
-            "worker_choice": post.chosen, "top_before": before[0].text, "top_after": after[0].text}
+        say(f"   {_describe_text(b.text):<44} | {_describe_text(a.text)}")
+    say(f"   true reward of the top pick for this person: before {raters.rewards(user, [before[0].text])[0]:+.2f}, "
+        f"after {true[0]:+.2f} (best possible {true.max():+.2f})")
+    return {"user": user, "synthetic": True, "taste": raters.taste(user), "adapted_on": len(adapt_pairs),
+            "new_response_pairs": len(test_pairs), "personalised_accuracy": personal_acc,
+            "one_size_accuracy": population_acc, "candidates": len(candidates),
+            "top_before": before[0].text, "top_after": after[0].text,
+            "ranking_changed": [r.text for r in before] != [r.text for r in after]}
 
 
 def quick_latency(artifact: Path, threads: int | None, store: Path, say) -> dict:

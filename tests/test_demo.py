@@ -13,7 +13,8 @@ from rfm.cli.main import cli
 def test_demo_runs_every_stage(tiny_backbone, tmp_path):
     out = tmp_path / "demo"
     args = ["demo", "--data-dir", str(SHARED), "-o", str(out), "--backbone", str(tiny_backbone), "--features", "8",
-            "--max-pairs", "500", "--min-pairs", "10", "--shots", "0,5", "--repeats", "1", "--threads", "1"]
+            "--max-pairs", "500", "--min-pairs", "10", "--shots", "0,5", "--repeats", "1", "--threads", "1",
+            "--taste-raters", "8", "--taste-pairs", "40"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
@@ -23,14 +24,17 @@ def test_demo_runs_every_stage(tiny_backbone, tmp_path):
         assert (out / "artifacts" / kind / "model_int8.onnx").is_file()
         acc = summary["heldout_accuracy"][kind]
         assert set(acc) == {"0", "5"} and all(0.0 <= a <= 1.0 for a in acc.values())
+        assert set(summary["taste_heldout_accuracy"][kind]) == {"0", "5"}
     assert (out / "accuracy_vs_shots.png").stat().st_size > 1000
     example = summary["personalised_example"]
-    assert example["candidates"] >= 2 and example["adapted_on"] >= 1
+    assert example["synthetic"] and example["taste"] and example["candidates"] >= 2 and example["adapted_on"] >= 1
+    assert example["new_response_pairs"] >= 1 and 0.0 <= example["personalised_accuracy"] <= 1.0
+    assert "synthetic; taste:" in result.stderr and "new responses" in result.stderr
     assert summary["latency"]["rerank8_p50_ms"] > 0
-    # a re-run reuses the trained runs and exported artifacts
+    # a re-run reuses the trained runs and exported artifacts (TL;DR and taste: 2 + 2 each)
     again = CliRunner().invoke(cli, [*args, "--no-bench"])
     assert again.exit_code == 0, again.output
-    assert again.stderr.count("unchanged, reusing") == 4
+    assert again.stderr.count("unchanged, reusing") == 8
 
 
 def test_demo_without_data_says_where_to_get_it(tmp_path):

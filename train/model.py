@@ -132,7 +132,7 @@ def takes_token_types(backbone: nn.Module) -> bool:
 
 def rfm_config(backbone_config: PretrainedConfig, *, kind: str, features: int, head: str, head_hidden: int,
                dropout: float, max_length: int, truncation: str, backbone_name: str,
-               pooling: str = "layers", standardize: bool = True) -> PretrainedConfig:
+               pooling: str = "layers", standardize: bool = False) -> PretrainedConfig:
     """The backbone config with the RFM fields recorded (what export and runtime reproduce)."""
     config = backbone_config.__class__.from_dict(backbone_config.to_dict())
     config.rfm_kind = kind

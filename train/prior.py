@@ -74,7 +74,7 @@ def choose_prior_width(delta: np.ndarray, user: np.ndarray, val: np.ndarray, mea
         rows = np.arange(len(delta))
         tasks = fewshot_tasks(user, val, rows if a is None else a, rows + len(delta) if b is None else b,
                               draws=draws, seed=seed)
-    raters = len({int(user[t.adapt[0]]) for t in tasks})
+    raters = len({int(user[t.test[0]]) for t in tasks})
     if not tasks or train_scale <= 0:
         return {"tau": 0.0, "margin_variance": 0.0, "val_loglik": None, "raters": 0, "fewshot_acc": None}
     given = tuple(grid)

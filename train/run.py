@@ -91,7 +91,8 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
         features = 1 if cfg.kind == "baseline" else cfg.features
         config = rfm_config(backbone.config, kind=cfg.kind, features=features, head=head,
                             head_hidden=cfg.head_hidden, dropout=cfg.dropout, max_length=cfg.max_length,
-                            truncation=TRUNCATION_STRATEGY, backbone_name=cfg.backbone, pooling=cfg.pooling)
+                            truncation=TRUNCATION_STRATEGY, backbone_name=cfg.backbone, pooling=cfg.pooling,
+                            standardize=cfg.standardize)
         torch.manual_seed(cfg.seed)
         model = RewardFeatureModel(config, backbone=backbone)
         model.eval()
@@ -270,7 +271,7 @@ def describe(summary: dict) -> str:
         parts.append(f"prior width +{width['margin_variance']:g} logit^2 (chosen on {width['raters']} raters' "
                      "validation pairs)")
         if width.get("fewshot_acc") is not None and "fewshot_population_acc" in m:
-            parts.append(f"new-response accuracy of raters adapted from 5-20 choices {width['fewshot_acc']:.3f} "
+            parts.append(f"new-response accuracy of raters adapted from 0-20 choices {width['fewshot_acc']:.3f} "
                          f"vs one-size {m['fewshot_population_acc']:.3f}")
     parts.append(f"{summary.get('train_s', 0):.1f}s")
     return "; ".join(parts)

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from rfm.adapt import MAPLogisticRegression, fit_choices
 
-# Shots a training rater is adapted from.
-SELECTION_SHOTS = (5, 10, 20)
+# Shots a training rater is adapted from; 0 scores the prior mean alone (what a brand-new user gets), so
+# an epoch cannot win by helping adaptation while making the one-size reward worse.
+SELECTION_SHOTS = (0, 5, 10, 20)
 
 
 @dataclass
@@ -40,7 +41,7 @@ def fewshot_tasks(user: np.ndarray, val: np.ndarray, a: np.ndarray, b: np.ndarra
         if not len(train_rows) or not len(val_rows):
             continue
         for m in sorted({min(m, len(train_rows)) for m in shots}):
-            for _ in range(draws if m < len(train_rows) else 1):
+            for _ in range(draws if 0 < m < len(train_rows) else 1):
                 adapt = np.sort(rng.choice(train_rows, size=m, replace=False))
                 seen = set(a[adapt].tolist()) | set(b[adapt].tolist())
                 test = np.array([r for r in val_rows if a[r] not in seen and b[r] not in seen], dtype=np.int64)

@@ -45,6 +45,7 @@ class TrainConfig:
     dropout: float = 0.2
     max_length: int = 256
     pooling: str = "layers"  # layers | response | mean | mean+response
+    standardize: bool = False  # standardise the pooled vector before the head (fixed, from the training texts)
     val_frac: float = 0.15
     patience: int = 6
     min_epochs: int = 10  # no early stop before this epoch
@@ -321,9 +322,10 @@ def fewshot_selector(data: PairData, val: np.ndarray, phi_of: Callable[[np.ndarr
                      seed: int) -> Selector:
     """The RFM's selection score: few-shot accuracy of adapted training raters on new validation responses.
 
-    Each call adapts every rater from 5/10/20 of their training pairs under the current rater weights'
-    prior (its width chosen as `rfm train` will choose it) and scores their validation pairs that
-    share no text with those; `phi_of(text_indices)` gives the current features of those texts.
+    Each call adapts every rater from 0/5/10/20 of their training pairs under the current rater
+    weights' prior (its width chosen as `rfm train` will choose it; 0 = the prior mean alone) and
+    scores their validation pairs that share no text with those; `phi_of(text_indices)` gives the
+    current features of those texts.
     """
     from rfm.train.prior import choose_prior_width
     from rfm.train.selection import fewshot_tasks, population_scores

@@ -23,15 +23,22 @@ from rfm.cli.train import require_train_extra
 @click.option("--max-pairs", type=click.IntRange(1), default=None, help="Use only the first N pairs (quick runs).")
 @click.option("--min-pairs", type=click.IntRange(1), default=20, show_default=True,
               help="Workers with fewer pairs are left out of the split.")
+@click.option("--taste-raters", type=click.IntRange(2), default=32, show_default=True,
+              help="Synthetic people with one taste each (part 2).")
+@click.option("--taste-pairs", type=click.IntRange(10), default=100, show_default=True,
+              help="Choices per synthetic person (over real UltraFeedback responses).")
 @click.option("--threads", type=click.IntRange(1), default=None)
 @click.option("--no-bench", is_flag=True, help="Skip the latency summary.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def demo(data_dir, output, backbone, features, shots, repeats, max_pairs, min_pairs, threads, no_bench, seed) -> None:
-    """Run the whole pipeline on the real TL;DR comparisons, offline.
+def demo(data_dir, output, backbone, features, shots, repeats, max_pairs, min_pairs, taste_raters, taste_pairs,
+         threads, no_bench, seed) -> None:
+    """Run the whole pipeline on real data, offline.
 
-    convert -> split workers -> train the RFM and the baseline -> export (fp32 + int8) -> evaluate
-    held-out workers -> personalise one worker and rerank summaries -> latency. Re-runs reuse what
-    has not changed.
+    Part 1, real TL;DR raters: convert -> split workers -> train the RFM and the one-size baseline ->
+    export (fp32 + int8) -> evaluate held-out workers on responses they never judged. Part 2,
+    synthetic people with one taste each over real UltraFeedback responses: the same pipeline, then
+    one held-out person adapted from a few choices and their ranking of new candidates before and
+    after. Then latency. Re-runs reuse what has not changed.
     """
     require_train_extra()
     from rfm.demo import DemoConfig, run_demo
@@ -41,7 +48,8 @@ def demo(data_dir, output, backbone, features, shots, repeats, max_pairs, min_pa
     hub_offline()
     cfg = DemoConfig(data_dir=default_data_dir(data_dir), output=Path(output), backbone=backbone, features=features,
                      shots=tuple(int_list(shots, "--shots")), repeats=repeats, max_pairs=max_pairs,
-                     min_pairs=min_pairs, threads=threads, bench=not no_bench, seed=seed)
+                     min_pairs=min_pairs, taste_raters=taste_raters, taste_pairs=taste_pairs, threads=threads,
+                     bench=not no_bench, seed=seed)
     summary = run_demo(cfg, say=info)
     info(f"\ndone in {summary['total_seconds']:.0f}s. Everything is in {Path(output).resolve()}/ "
-         f"(summary.json, accuracy_vs_shots.png, artifacts/, runs/)")
+         f"(summary.json, accuracy_vs_shots.png, taste_accuracy_vs_shots.png, artifacts/, runs/)")

@@ -48,7 +48,8 @@ def require_train_extra() -> None:
 @click.option("--min-epochs", type=int, default=10, show_default=True, help="Never stop early before this epoch.")
 @click.option("--selection", type=click.Choice(["fewshot", "loss"]), default="fewshot", show_default=True,
               help="What picks the epoch that ships (RFM): fewshot = accuracy of training raters adapted from "
-              "5-20 of their choices on validation pairs with new responses; loss = validation log-loss.")
+              "0-20 of their choices (0 = the prior mean) on validation pairs with new responses; loss = "
+              "validation log-loss.")
 @click.option("--w-init", type=float, default=0.0, show_default=True,
               help="Scale of random initial rater deviations (breaks the symmetry of opposing groups).")
 @click.option("--w-lr-scale", type=float, default=1.0, show_default=True, help="Learning rate of W relative to --lr.")
