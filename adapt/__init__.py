@@ -1,6 +1,7 @@
 """On-device adaptation (numpy only): MAP logistic regression on frozen feature differences."""
 
-from rfm.adapt.logistic import MAPLogisticRegression, fit_choices
+from rfm.adapt.logistic import ConvergenceWarning, MAPLogisticRegression, fit_choices
 from rfm.adapt.query import rank_queries
+from rfm.adapt.user import UserAdapter
 
-__all__ = ["MAPLogisticRegression", "fit_choices", "rank_queries"]
+__all__ = ["ConvergenceWarning", "MAPLogisticRegression", "UserAdapter", "fit_choices", "rank_queries"]

@@ -9,22 +9,15 @@ backtracking line search converges on separable data, one example or one-class l
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-try:  # the gufunc behind np.linalg.solve, without its ~12 us of Python checks per call (hot path)
-    from numpy.linalg import _umath_linalg
-
-    _raw_solve = _umath_linalg.solve1
-except (ImportError, AttributeError):  # pragma: no cover - other numpy layouts
-    _raw_solve = None
+PRIORS = ("population", "none")
 
 
-def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if _raw_solve is not None:
-        x = _raw_solve(a, b)
-        if np.isfinite(x).all():
-            return x
-    return np.linalg.solve(a, b)
+class ConvergenceWarning(UserWarning):
+    """Newton's method stopped at max_iter before the gradient fell below tol (scikit-learn's name)."""
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -37,44 +30,72 @@ def _check_finite(name: str, array: np.ndarray) -> None:
 
 
 class MAPLogisticRegression:
-    """Logistic regression without intercept, MAP under N(mean, cov) or L2 (`prior="none"`)."""
+    """Logistic regression without intercept, MAP under N(mean, cov) or L2 (`prior="none"`).
+
+    A scikit-learn estimator: `__init__` only stores its parameters (`get_params`, `set_params` and
+    `sklearn.base.clone` work), `fit` validates them and sets `coef_`, `n_iter_`, `mu_`,
+    `precision_` and `n_features_in_`, and warns with `ConvergenceWarning` when it stops at max_iter.
+    """
+
+    _PARAMS = ("mean", "cov", "prior", "C", "prior_scale", "max_iter", "tol")
 
     def __init__(self, mean: np.ndarray | None = None, cov: np.ndarray | None = None, prior: str = "population",
                  C: float = 1.0, prior_scale: float = 1.0, max_iter: int = 50, tol: float = 1e-9):
-        if prior not in ("population", "none"):
-            raise ValueError("prior must be 'population' or 'none'")
-        if prior == "population" and (mean is None or cov is None):
-            raise ValueError("prior='population' needs mean and cov")
-        if C <= 0 or prior_scale <= 0:
-            raise ValueError("C and prior_scale must be > 0")
-        self.prior, self.C, self.prior_scale = prior, float(C), float(prior_scale)
-        self.max_iter, self.tol = int(max_iter), float(tol)
-        self.mean = None if mean is None else np.asarray(mean, dtype=np.float64)
-        self.cov = None if cov is None else np.asarray(cov, dtype=np.float64)
-        self.n_features_in_: int | None = None
-        self._X = np.zeros((0, 0))
-        self._y = np.zeros(0)
-        if self.mean is not None:
-            self._setup(len(self.mean))
+        self.mean = mean
+        self.cov = cov
+        self.prior = prior
+        self.C = C
+        self.prior_scale = prior_scale
+        self.max_iter = max_iter
+        self.tol = tol
 
-    def _setup(self, d: int) -> None:
-        self.n_features_in_ = d
+    # -- scikit-learn's parameter protocol -------------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in self._PARAMS}
+
+    def set_params(self, **params) -> MAPLogisticRegression:
+        for name, value in params.items():
+            if name not in self._PARAMS:
+                raise ValueError(f"invalid parameter {name!r} for MAPLogisticRegression")
+            setattr(self, name, value)
+        self.__dict__.pop("_prior_cache", None)
+        return self
+
+    def __sklearn_tags__(self):
+        """A binary classifier, for scikit-learn's model selection (imported lazily: the runtime never needs it)."""
+        from sklearn.utils import ClassifierTags, Tags, TargetTags
+
+        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags(multi_class=False))
+
+    def __repr__(self) -> str:
+        shown = {k: v for k, v in self.get_params().items() if k not in ("mean", "cov")}
+        return "MAPLogisticRegression(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    def _prior_for(self, d: int) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, precision) of the prior in d dimensions, validated; inverted once per parameter set."""
+        key = (d, id(self.mean), id(self.cov), self.prior, self.C, self.prior_scale)
+        cached = self.__dict__.get("_prior_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        if self.prior not in PRIORS:
+            raise ValueError("prior must be 'population' or 'none'")
+        if not (self.C > 0 and self.prior_scale > 0):
+            raise ValueError("C and prior_scale must be > 0")
         if self.prior == "population":
-            assert self.mean is not None and self.cov is not None
-            _check_finite("prior mean", self.mean)
-            _check_finite("prior covariance", self.cov)
-            if self.mean.shape != (d,) or self.cov.shape != (d, d):
-                raise ValueError(f"prior shapes {self.mean.shape}, {self.cov.shape} do not match d={d}")
-            self.mu_ = self.mean.copy()
-            self.precision_ = np.linalg.inv(self.cov * self.prior_scale)
-            self.precision_ = 0.5 * (self.precision_ + self.precision_.T)
+            if self.mean is None or self.cov is None:
+                raise ValueError("prior='population' needs mean and cov")
+            mean, cov = np.asarray(self.mean, dtype=np.float64), np.asarray(self.cov, dtype=np.float64)
+            _check_finite("prior mean", mean)
+            _check_finite("prior covariance", cov)
+            if mean.shape != (d,) or cov.shape != (d, d):
+                raise ValueError(f"prior shapes {mean.shape}, {cov.shape} do not match d={d}")
+            precision = np.linalg.inv(cov * self.prior_scale)
+            mu, precision = mean.copy(), 0.5 * (precision + precision.T)
         else:
-            self.mu_ = np.zeros(d) if self.mean is None else self.mean.copy() * 0.0
-            self.precision_ = np.eye(d) / self.C
-        self.coef_ = self.mu_.copy()
-        self._cov_cache: np.ndarray | None = None
-        self._X = np.zeros((0, d))
-        self._y = np.zeros(0)
+            mu, precision = np.zeros(d), np.eye(d) / self.C
+        self._prior_cache = (key, mu, precision)
+        return mu, precision
 
     def _validate(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
@@ -84,21 +105,25 @@ class MAPLogisticRegression:
         _check_finite("X", X)
         if not np.all((y == 0) | (y == 1)):
             raise ValueError("y must hold 0/1 labels")
-        if self.n_features_in_ is None:
-            self._setup(X.shape[1])
-        elif X.shape[1] != self.n_features_in_:
+        if getattr(self, "n_features_in_", None) not in (None, X.shape[1]):
             raise ValueError(f"X has {X.shape[1]} features, expected {self.n_features_in_}")
         return X, y
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> MAPLogisticRegression:
         """Fit from scratch on (X, y); m = 0 rows gives the prior mean."""
+        self.n_features_in_ = None
         X, y = self._validate(X, y)
+        self.n_features_in_ = X.shape[1]
+        self.classes_ = np.array([0, 1])
+        self.mu_, self.precision_ = self._prior_for(X.shape[1])
         self._X, self._y = X, y
         self._newton(self.mu_.copy())
         return self
 
     def partial_fit(self, X: np.ndarray, y: np.ndarray) -> MAPLogisticRegression:
         """Add examples and refit exactly (warm start); the objective stays the full-data MAP."""
+        if not hasattr(self, "coef_"):
+            return self.fit(X, y)
         X, y = self._validate(X, y)
         self._X = np.vstack([self._X, X])
         self._y = np.concatenate([self._y, y])
@@ -108,7 +133,8 @@ class MAPLogisticRegression:
     def _newton(self, w: np.ndarray) -> None:
         """Damped Newton from `w`; X @ w is carried between steps (this loop is the hot path)."""
         X, y, P, mu = self._X, self._y, self.precision_, self.mu_
-        self._cov_cache = None
+        self._cov_cache: np.ndarray | None = None
+        self.n_iter_ = 0
         if not len(X):
             self.coef_ = w
             return
@@ -116,14 +142,20 @@ class MAPLogisticRegression:
         z = X @ w
         diff = w - mu
         f = float(np.logaddexp(0.0, -sign * z).sum() + 0.5 * diff @ P @ diff)
+        converged = False
         for _ in range(self.max_iter):
             p = sigmoid(z)
             grad = X.T @ (p - y) + P @ diff
             if np.abs(grad).max() < self.tol:
+                converged = True
                 break
+            self.n_iter_ += 1
             hessian = (X.T * (p * (1.0 - p))) @ X + P
-            step = _solve(hessian, grad)
+            step = np.linalg.solve(hessian, grad)
             decrement = float(grad @ step)
+            if decrement <= 1e-15 * max(1.0, abs(f)):  # the Newton decrement: at the optimum to float precision
+                converged = True
+                break
             t = 1.0
             while True:
                 candidate = w - t * step
@@ -133,10 +165,14 @@ class MAPLogisticRegression:
                 if f_new <= f - 1e-4 * t * decrement or t < 1e-10:
                     break
                 t *= 0.5
-            w, z, diff, f = candidate, z_new, diff_new, f_new
-            if decrement < 1e-20:
+            if t < 1e-10:  # no step lowers the objective: numerically converged
+                converged = True
                 break
+            w, z, diff, f = candidate, z_new, diff_new, f_new
         self.coef_ = w
+        if not converged:
+            warnings.warn(f"MAPLogisticRegression stopped after max_iter={self.max_iter} Newton steps before the "
+                          f"gradient fell below tol={self.tol:g}", ConvergenceWarning, stacklevel=3)
 
     @property
     def covariance_(self) -> np.ndarray:

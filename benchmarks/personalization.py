@@ -49,6 +49,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rfm.adapt import UserAdapter  # noqa: E402
 from rfm.runtime import FeatureExtractor, load_artifact  # noqa: E402
 
 from rfm.data.convert import ConvertReport, convert  # noqa: E402
@@ -56,7 +57,7 @@ from rfm.data.jester import jester_pairs  # noqa: E402
 from rfm.data.jsonl import load_pairs, write_pairs  # noqa: E402
 from rfm.data.split import split_by_user  # noqa: E402
 from rfm.data.synth import SyntheticRaters, sidecar_path, synthesise  # noqa: E402
-from rfm.evaluation import Adapter, evaluate_heldout, evaluate_seen, featurise_pairs, group_by_user  # noqa: E402
+from rfm.evaluation import evaluate_heldout, evaluate_seen, featurise_pairs, group_by_user, user_adapter  # noqa: E402
 from rfm.pipeline import cached_json, export_stage, train_stage  # noqa: E402
 
 SHOTS_SYNTHETIC = (0, 5, 10, 20, 50)
@@ -117,7 +118,7 @@ def train_and_export(split: Path, out: Path, options: dict, seed: int) -> tuple[
     return out / "artifact", summary
 
 
-def best_of_n(extractor: FeatureExtractor, adapter: Adapter, users, pairs_by_user, raters: SyntheticRaters,
+def best_of_n(extractor: FeatureExtractor, adapter: UserAdapter, users, pairs_by_user, raters: SyntheticRaters,
               pool: list[str], seed: int, trials: int = 10, ns=(4, 8, 16), m: int = 20) -> dict:
     scores: dict[int, list[float]] = {n: [] for n in ns}
     for user, data in users.items():
@@ -149,7 +150,7 @@ def evaluate_artifact(art: Path, split: Path, precision: str, seed: int, shots, 
     users = group_by_user(heldout_pairs, featurise_pairs(extractor, heldout_pairs))
     seen_pairs = load_pairs(split / "seen_test.jsonl")
     seen_users = group_by_user(seen_pairs, featurise_pairs(extractor, seen_pairs))
-    adapter = Adapter(artifact, "map")
+    adapter = user_adapter(artifact)
     result = {"precision": precision, "seen": evaluate_seen(seen_users, artifact),
               "new_responses": evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=True),
               "shared_responses": evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=False)}

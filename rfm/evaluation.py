@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rfm.adapt import MAPLogisticRegression, fit_choices
+from rfm.adapt import UserAdapter
 from rfm.data.jsonl import Pair, load_pairs
 from rfm.errors import UsageError
 from rfm.runtime.artifact import Artifact, load_artifact
@@ -105,31 +105,22 @@ def split_shots(user: str, data: UserPairs, m: int, repeat: int, seed: int, disj
     return train, test
 
 
-class Adapter:
-    """How w is obtained from a few choices: MAP with the population prior, plain L2, or not at all."""
+ADAPTER_PRIORS = {"map": "population", "l2": "none"}  # the old --adapter names
 
-    def __init__(self, artifact: Artifact, kind: str = "map", C: float = 1.0, prior_scale: float = 1.0):
-        if kind not in ("map", "l2"):
-            raise UsageError("--adapter must be map or l2")
-        self.population = artifact.population()
-        self.kind, self.C, self.prior_scale = kind, C, prior_scale
-        self.adaptive = artifact.adaptive
-        # Built once: the prior's precision is inverted here, not on every fit.
-        self._model = (MAPLogisticRegression(self.population["mean"], self.population["cov"], prior="population",
-                                             prior_scale=prior_scale) if kind == "map"
-                       else MAPLogisticRegression(prior="none", C=C))
 
-    def fit(self, deltas: np.ndarray) -> np.ndarray:
-        """w from these choices; the population mean for m = 0 or a non-adaptive model."""
-        if not self.adaptive or len(deltas) == 0:
-            return self.population["mean"]
-        return fit_choices(self._model, deltas)
+def user_adapter(artifact: Artifact, prior: str = "population", C: float = 1.0, prior_scale: float = 1.0
+                 ) -> UserAdapter:
+    """The runtime's adapter for this artifact (a non-adaptive model always gives its one reward)."""
+    prior = ADAPTER_PRIORS.get(prior, prior)
+    if prior not in ("population", "none"):
+        raise UsageError("--prior must be population or none")
+    return UserAdapter(artifact.population(), prior, C, prior_scale, adaptive=artifact.adaptive)
 
 
 PROTOCOLS = {True: "new-responses", False: "shared-responses"}
 
 
-def evaluate_heldout(users: dict[str, UserPairs], adapter: Adapter, shots: Sequence[int], repeats: int,
+def evaluate_heldout(users: dict[str, UserPairs], adapter: UserAdapter, shots: Sequence[int], repeats: int,
                      seed: int, disjoint: bool = True, min_test: int = 1, same_users: bool = True) -> dict:
     """Held-out accuracy at each shot count: per user (mean over repeats), then over users.
 
@@ -185,7 +176,7 @@ def evaluate_seen(users: dict[str, UserPairs], artifact: Artifact) -> dict:
 
 
 def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Sequence[int] = (0, 5, 10, 20, 50),
-             repeats: int = 5, seed: int = 0, adapter: str = "map", precision: str = "auto", device: str = "auto",
+             repeats: int = 5, seed: int = 0, prior: str = "population", precision: str = "auto", device: str = "auto",
              threads: int | None = None, seen: bool = False, C: float = 1.0, prior_scale: float = 1.0,
              progress: bool = False) -> dict:
     """The full `rfm eval` result object (docs/DESIGN.md §3.5).
@@ -204,7 +195,8 @@ def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Se
     if not users:
         raise UsageError(f"{data}: no pairs with a user_id to evaluate")
     result = {"artifact": str(artifact_dir), "precision": extractor.precision, "device": extractor.device,
-              "adapter": adapter if artifact.adaptive else "none (non-adaptive model)", "kind":
+              "adapter": f"map, prior {ADAPTER_PRIORS.get(prior, prior)}" if artifact.adaptive
+              else "none (non-adaptive model)", "kind":
               artifact.manifest.get("kind"), "data": str(data), "seed": seed, "repeats": repeats,
               "prior_width": artifact.manifest.get("training", {}).get("prior_width")}
     if seen:
@@ -217,10 +209,9 @@ def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Se
         if overlap and overlap == set(users):
             raise UsageError(f"{data}: every user is a training rater of this artifact; pass --seen for the "
                              "seen-user test split, or use held-out users")
-        user_adapter = Adapter(artifact, adapter, C, prior_scale)
-        result["heldout"] = evaluate_heldout(users, user_adapter, shots, repeats, seed, disjoint=True)
+        adapter = user_adapter(artifact, prior, C, prior_scale)
+        result["heldout"] = evaluate_heldout(users, adapter, shots, repeats, seed, disjoint=True)
         result["heldout"]["training_raters_in_data"] = len(overlap)
-        result["heldout_shared_responses"] = evaluate_heldout(users, user_adapter, shots, repeats, seed,
-                                                              disjoint=False)
+        result["heldout_shared_responses"] = evaluate_heldout(users, adapter, shots, repeats, seed, disjoint=False)
         result["seen"] = None
     return result

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from rfm.adapt import MAPLogisticRegression, rank_queries
+from rfm.adapt import UserAdapter, rank_queries
 from rfm.runtime.artifact import Artifact, load_artifact
 from rfm.runtime.features import FeatureExtractor
 from rfm.runtime.store import UserRecord, UserStore
@@ -37,6 +37,7 @@ class RewardModel:
         self.artifact, self.extractor, self.store = artifact, extractor, store
         self.population = artifact.population()
         self.prior, self.C = prior, C
+        self._adapter: UserAdapter | None = None
 
     @classmethod
     def load(cls, artifact: str | os.PathLike, device: str = "auto", precision: str = "auto",
@@ -51,8 +52,11 @@ class RewardModel:
         """phi for many (prompt, response) pairs, (n, d)."""
         return self.extractor(prompts, responses)
 
-    def adapter(self) -> MAPLogisticRegression:
-        return MAPLogisticRegression(self.population["mean"], self.population["cov"], prior=self.prior, C=self.C)
+    def adapter(self) -> UserAdapter:
+        """How this model turns a user's choices into w (built once)."""
+        if self._adapter is None:
+            self._adapter = UserAdapter(self.population, self.prior, self.C, adaptive=self.artifact.adaptive)
+        return self._adapter
 
     def weights(self, user: str) -> np.ndarray:
         """The user's w: their stored fit, else the population prior mean."""
@@ -98,9 +102,7 @@ class RewardModel:
 
     def fit(self, deltas: np.ndarray) -> np.ndarray:
         """MAP weights from feature differences (chosen - rejected); the prior mean for a non-adaptive model."""
-        if not self.artifact.adaptive or len(deltas) == 0:
-            return self.population["mean"].copy()
-        return self.adapter().fit(deltas, np.ones(len(deltas))).coef_
+        return self.adapter().fit(deltas)
 
     def next_question(self, user: str, prompt: str, candidates: Sequence[str],
                       method: str = "information") -> tuple[int, int]:
@@ -110,10 +112,8 @@ class RewardModel:
         pairs = [(i, j) for i in range(len(candidates)) for j in range(i + 1, len(candidates))]
         deltas = np.array([phi[i] - phi[j] for i, j in pairs])
         record = self.store.read(user)
-        adapter = self.adapter()
-        if record is not None and len(record.deltas):
-            adapter.fit(record.deltas, np.ones(len(record.deltas)))
-        best = rank_queries(deltas, adapter.coef_, adapter.covariance_, method)[0]
+        mean, cov = self.adapter().posterior(record.deltas if record is not None else np.zeros((0, len(phi[0]))))
+        best = rank_queries(deltas, mean, cov, method)[0]
         return pairs[int(best)]
 
 

@@ -73,8 +73,34 @@ def test_bad_inputs_are_rejected():
         model.fit(np.array([[np.nan, 1.0]]), np.array([1]))
     with pytest.raises(ValueError, match="0/1"):
         model.fit(np.ones((2, 2)), np.array([2, 1]))
-    with pytest.raises(ValueError, match="NaN"):
-        MAPLogisticRegression(np.array([np.inf]), np.eye(1))
+    with pytest.raises(ValueError, match="NaN"):  # checked by fit, as scikit-learn estimators do
+        MAPLogisticRegression(np.array([np.inf]), np.eye(1)).fit(np.ones((1, 1)), np.ones(1))
+    with pytest.raises(ValueError, match="needs mean and cov"):
+        MAPLogisticRegression().fit(np.ones((1, 1)), np.ones(1))
+
+
+def test_scikit_learn_estimator_contract():
+    import warnings
+
+    from rfm.adapt import ConvergenceWarning
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_val_score
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(80, 4))
+    y = (X @ np.array([1.0, -1.0, 0.5, 0.0]) + 0.3 * rng.normal(size=80) > 0).astype(int)
+    model = MAPLogisticRegression(np.zeros(4), np.eye(4), max_iter=50)
+    assert not hasattr(model, "coef_")  # __init__ only stores parameters
+    copy = clone(model).set_params(prior_scale=2.0)
+    assert copy.get_params()["prior_scale"] == 2.0 and model.get_params()["prior_scale"] == 1.0
+    fitted = copy.fit(X, y)
+    assert fitted.coef_.shape == (4,) and 1 <= fitted.n_iter_ < 50 and fitted.n_features_in_ == 4
+    assert cross_val_score(MAPLogisticRegression(prior="none"), X, y, cv=3, scoring="accuracy").mean() > 0.8
+    with pytest.warns(ConvergenceWarning):
+        MAPLogisticRegression(prior="none", max_iter=1).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MAPLogisticRegression(prior="none").fit(X * 1e4, y)  # large features converge without a warning
 
 
 def test_query_choice_prefers_informative_pairs():

@@ -206,9 +206,12 @@ def users_delete(artifact, user, store) -> None:
 @click.option("--shots", default="0,5,10,20,50", show_default=True, help="Shot counts m (0 = population prior).")
 @click.option("--repeats", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--adapter", type=click.Choice(["map", "l2"]), default="map", show_default=True,
-              help="map: Gaussian prior from the population (empirical Bayes); l2: the paper's plain L2.")
-@click.option("--C", "C", type=float, default=1.0, show_default=True, help="Inverse L2 strength for --adapter l2.")
+@click.option("--prior", type=click.Choice(["population", "none"]), default="population", show_default=True,
+              help="Adapter prior, as on the other runtime commands: the population's (empirical Bayes) or "
+              "plain L2 towards zero (the paper's).")
+@click.option("--adapter", type=click.Choice(["map", "l2"]), default=None, hidden=True,
+              help="Old name of --prior: map = population, l2 = none.")
+@click.option("--C", "C", type=float, default=1.0, show_default=True, help="Inverse L2 strength for --prior none.")
 @click.option("--disjoint-responses", is_flag=True, hidden=True,
               help="Kept for old scripts: new-response accuracy is now always the headline.")
 @click.option("--seen", is_flag=True, help="DATA is the seen-user test split: use each rater's trained weights.")
@@ -217,8 +220,8 @@ def users_delete(artifact, user, store) -> None:
               show_default=True)
 @click.option("--threads", type=click.IntRange(1), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print all figures as one JSON object.")
-def evaluate_command(artifact, data, shots, repeats, seed, adapter, C, disjoint_responses, seen, device, precision,
-                     threads, as_json) -> None:
+def evaluate_command(artifact, data, shots, repeats, seed, prior, adapter, C, disjoint_responses, seen, device,
+                     precision, threads, as_json) -> None:
     """Accuracy of personalised rewards on DATA: held-out users adapted from m of their choices.
 
     The headline is accuracy on pairs whose responses the user never judged while adapting (what a
@@ -228,7 +231,8 @@ def evaluate_command(artifact, data, shots, repeats, seed, adapter, C, disjoint_
     from rfm.cli.common import int_list
     from rfm.evaluation import evaluate
 
-    result = evaluate(artifact, data, int_list(shots, "--shots"), repeats, seed, adapter, precision, device,
+    prior = {"map": "population", "l2": "none"}[adapter] if adapter else prior
+    result = evaluate(artifact, data, int_list(shots, "--shots"), repeats, seed, prior, precision, device,
                       threads, seen, C, progress=not as_json)
     if as_json:
         echo_json(result)
