@@ -256,7 +256,7 @@ def run_bench(artifact_dir: str | os.PathLike, devices: Sequence[str], precision
               warmup: int = 3, min_time_s: float = 0.5, compare_torch: str | None = None,
               rerank_ns: Sequence[int] = (4, 8, 16), adapt_ms: Sequence[int] = (10, 50, 200),
               progress: Callable[[str], None] = lambda m: None) -> dict:
-    """Everything `rfm bench` measures, as the JSON object of DESIGN §3.5."""
+    """Everything `rfm bench` measures, as the JSON object of docs/DESIGN.md §3.5."""
     import tempfile
 
     artifact = load_artifact(artifact_dir)

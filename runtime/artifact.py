@@ -1,4 +1,4 @@
-"""The artifact dir (DESIGN §3.3): manifest rfm.json, ONNX feature graphs, tokenizer, population prior.
+"""The artifact dir (docs/DESIGN.md §3.3): manifest rfm.json, ONNX feature graphs, tokenizer, population prior.
 
 Loading checks the manifest's format version and the sha256 of every file it will use, and refuses
 a mismatch with a one-line reason naming the file.

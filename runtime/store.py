@@ -1,4 +1,4 @@
-"""Per-user weight files on local disk (DESIGN §3.4).
+"""Per-user weight files on local disk (docs/DESIGN.md §3.4).
 
 One JSON file per (artifact fingerprint, user): root/<fingerprint[:16]>/<sha256(user id)[:40]>.json.
 It holds w, the user's stored feature differences (bounded; oldest dropped first) so that a refit is

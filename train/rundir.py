@@ -1,4 +1,4 @@
-"""The run dir (DESIGN §3.2): a Hugging Face folder plus rater weights and the population prior."""
+"""The run dir (docs/DESIGN.md §3.2): a Hugging Face folder plus rater weights and the population prior."""
 
 from __future__ import annotations
 
