@@ -1,11 +1,14 @@
-"""Why the synthetic scenarios stay far from their targets: how much of each synthetic attribute a
-linear head can read from the frozen encoder's pooled embedding.
+"""How much of each synthetic attribute (and so each synthetic taste) the frozen encoder's pooled
+vector can express: the ceiling of any head trained on it.
 
-    .venv/bin/python benchmarks/decodability.py    # after benchmarks/personalization.py (uses its cache)
+    .venv/bin/python benchmarks/decodability.py    # after benchmarks/personalization.py (uses its data and cache)
 
-For every attribute of `rfm data synth`, a ridge regression from the frozen all-MiniLM-L6-v2
-embedding (response pooling, max_length 256, as trained) predicts the standardised attribute;
-3-fold cross-validated R^2 is reported. Writes benchmarks/results/decodability.{json,md}.
+For every attribute of `rfm data synth` (the taste scenario uses length, structure, informality and
+hedging), a ridge regression from the frozen all-MiniLM-L6-v2 pooled vector (max_length 256, as
+trained) predicts the standardised attribute of the response; 3-fold cross-validated R^2 over the
+distinct (prompt, response) texts of the synthetic raters' training pairs. Two poolings: `response`
+(the last layer's mean over the response's tokens: the sentence embedding) and `layers` (the mean of
+every layer plus log response length: rfm's default). Writes benchmarks/results/decodability.{json,md}.
 """
 
 from __future__ import annotations
@@ -26,35 +29,52 @@ from rfm.train.run import _cached_embeddings  # noqa: E402
 from rfm.train.trainer import TrainConfig, index_pairs  # noqa: E402
 
 from rfm.data.jsonl import load_pairs  # noqa: E402
-from rfm.data.synth import ATTRIBUTE_NAMES, raw_attributes  # noqa: E402
+from rfm.data.synth import ATTRIBUTE_NAMES, TASTES, raw_attributes  # noqa: E402
+
+POOLINGS = ("response", "layers")
+
+
+def embeddings(data, pooling: str) -> np.ndarray:
+    cfg = TrainConfig(min_pairs=1, pooling=pooling)
+    tokenizer, backbone = load_backbone("minilm")
+    config = rfm_config(backbone.config, kind="rfm", features=8, head="linear", head_hidden=8, dropout=0.0,
+                        max_length=cfg.max_length, truncation="longest_first", backbone_name="minilm", pooling=pooling)
+    model = RewardFeatureModel(config, backbone=backbone).eval()
+    matrix, _, _ = _cached_embeddings(model, PairTokenizer(tokenizer.backend_tokenizer, cfg.max_length,
+                                                           pad_id=tokenizer.pad_token_id), data, cfg, False, None)
+    return matrix
 
 
 def main() -> None:
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     work = ROOT / "benchmarks" / "work"
-    cfg = TrainConfig(min_pairs=1)
-    pairs = load_pairs(work / "split_s1" / "train.jsonl")
-    data = index_pairs(pairs, cfg)
-    tokenizer, backbone = load_backbone("minilm")
-    config = rfm_config(backbone.config, kind="rfm", features=8, head="linear", head_hidden=8, dropout=0.0,
-                        max_length=cfg.max_length, truncation="longest_first", backbone_name="minilm",
-                        pooling=cfg.pooling)
-    model = RewardFeatureModel(config, backbone=backbone).eval()
-    embeddings, _, _ = _cached_embeddings(model, PairTokenizer(tokenizer.backend_tokenizer, cfg.max_length),
-                                          data, cfg, False, None)
+    data = index_pairs(load_pairs(work / "split_taste" / "train.jsonl"), TrainConfig(min_pairs=1))
     attrs = np.stack([raw_attributes(response) for _, response in data.texts])
     attrs = (attrs - attrs.mean(0)) / (attrs.std(0) + 1e-12)
-    r2 = {name: float(cross_val_score(RidgeCV(alphas=[0.1, 1, 10, 100]), embeddings, attrs[:, k], cv=3,
-                                      scoring="r2").mean()) for k, name in enumerate(ATTRIBUTE_NAMES)}
+    r2: dict[str, dict[str, float]] = {}
+    for pooling in POOLINGS:
+        X = embeddings(data, pooling)
+        ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=[1, 10, 100, 1000]))
+        r2[pooling] = {name: float(cross_val_score(ridge, X, attrs[:, k], cv=3, scoring="r2").mean())
+                       for k, name in enumerate(ATTRIBUTE_NAMES)}
     result = {"command": "python benchmarks/decodability.py", "texts": len(data.texts), "r2": r2}
     out = ROOT / "benchmarks" / "results"
     (out / "decodability.json").write_text(json.dumps(result, indent=1))
-    lines = ["# Synthetic attributes: what a linear head can read from frozen MiniLM", "",
-             f"Command: `{result['command']}`; {len(data.texts)} distinct (prompt, response) texts of the "
-             "Scenario-1 training raters; 3-fold cross-validated R^2 of a ridge regression.", "",
-             "| attribute | R^2 |", "|---|---:|"] + [f"| {k} | {v:.2f} |" for k, v in r2.items()]
+    used = {attribute for attribute, _ in TASTES.values()}
+    lines = ["# Synthetic attributes: what a linear head can read from the frozen MiniLM", "",
+             f"Command: `{result['command']}`; {len(data.texts)} distinct (prompt, response) texts of the taste "
+             "benchmark's training raters (UltraFeedback + HH-RLHF responses); 3-fold cross-validated R^2 of a "
+             "ridge regression from the pooled vector to the standardised attribute. `response`: the last layer's "
+             "mean over the response's tokens (the sentence embedding; rfm's old default); `layers`: the mean of "
+             "every layer plus log response length (rfm's default). Attributes are measured on the full text; the "
+             "encoder sees 256 tokens of prompt + response, so truncation caps every R^2 below 1.", "",
+             "| attribute | taste scenario uses it | R^2 response | R^2 layers |", "|---|---|---:|---:|"]
+    lines += [f"| {name} | {'yes' if name in used else 'no'} | {r2['response'][name]:.2f} | {r2['layers'][name]:.2f} |"
+              for name in ATTRIBUTE_NAMES]
     (out / "decodability.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -102,9 +102,12 @@ def personalization_report(path: Path, out: Path) -> None:
 def training_report(path: Path, out: Path) -> None:
     results = json.loads(Path(path).read_text())
     lines = ["# Training time and accuracy", "", f"Command: `{results['command']}`", "",
-             "| dataset | tune | cache | pairs | seconds | s per 1,000 pairs | train acc | val acc |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+             "| dataset | tune | cache | pairs | texts encoded | seconds | s per 1,000 pairs | epochs (best) | "
+             "train acc | val acc | few-shot acc |",
+             "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|"]
     for r in results["runs"]:
-        lines.append(f"| {r['dataset']} | {r['tune']} | {r['cache']} | {r['pairs']} | {r['seconds']:.1f} | "
-                     f"{r['s_per_1000_pairs']:.1f} | {r['train_acc']:.3f} | {r['val_acc']:.3f} |")
+        fewshot = f"{r['fewshot_acc']:.3f}" if r.get("fewshot_acc") is not None else "-"
+        lines.append(f"| {r['dataset']} | {r['tune']} | {r['cache']} | {r['pairs']} | {r.get('encoded_texts') or '-'} | "
+                     f"{r['seconds']:.1f} | {r['s_per_1000_pairs']:.1f} | {r.get('epochs_run', '-')} "
+                     f"({r.get('best_epoch', '-')}) | {r['train_acc']:.3f} | {r['val_acc']:.3f} | {fewshot} |")
     (out / "training.md").write_text("\n".join(lines) + "\n")

@@ -1,11 +1,12 @@
-"""Training time per 1,000 pairs on this CPU (head: cold and warm cache; full fine-tuning) and accuracy.
+"""Training time on this CPU (the default recipe: cold and warm cache; full fine-tuning) and accuracy.
 
     .venv/bin/python benchmarks/training.py      # after benchmarks/personalization.py prepared the data
 
-Writes benchmarks/results/training.{json,md}. Cold = an empty embedding cache (every distinct text
-is encoded; TL;DR only, to keep the script short); warm = the cache filled by the personalisation
-benchmark is hit. `--tune full` runs one epoch on the first 100 TL;DR training pairs and is
-extrapolated per 1,000 pairs.
+Writes benchmarks/results/training.{json,md}. Cold = an empty embedding cache, so every distinct text
+is encoded: the default `rfm train` (layers pooling, few-shot selection) on 5,000 pairs (the first
+5,000 of the Scenario-1 + taste training pairs, real UltraFeedback/HH-RLHF responses) and on the
+TL;DR training pairs; warm = the cache filled by the personalisation benchmark is hit. `--tune full`
+runs one epoch on the first 100 TL;DR training pairs and is extrapolated per 1,000 pairs.
 """
 
 from __future__ import annotations
@@ -40,24 +41,30 @@ def main() -> None:
     def record(dataset: str, tune: str, cache: str, n: int, seconds: float, summary: dict) -> None:
         rows.append({"dataset": dataset, "tune": tune, "cache": cache, "pairs": n, "seconds": seconds,
                      "s_per_1000_pairs": 1000 * seconds / n, "train_acc": summary["metrics"]["train_acc"],
-                     "val_acc": summary["metrics"]["val_acc"], "encoded_texts": summary.get("encoded_texts")})
+                     "val_acc": summary["metrics"]["val_acc"], "encoded_texts": summary.get("encoded_texts"),
+                     "fewshot_acc": summary["metrics"].get("fewshot_acc"), "best_epoch": summary.get("best_epoch"),
+                     "epochs_run": summary["metrics"].get("epochs_run")})
         print(rows[-1], flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         default_cache = os.environ.get("RFM_CACHE")
         tldr = work / "split_tldr" / "train.jsonl"
-        os.environ["RFM_CACHE"] = str(tmp / "cold-cache")
-        seconds, summary = timed(tldr, tmp / "run", features=32)
-        record("tldr", "head", "cold", len(load_pairs(tldr)), seconds, summary)
+        five_k = tmp / "5k.jsonl"
+        write_pairs(five_k, (load_pairs(work / "split_s1" / "train.jsonl")
+                             + load_pairs(work / "split_taste" / "train.jsonl"))[:5000])
+        for name, data in (("5,000 synthetic-rater pairs", five_k), ("tldr", tldr)):
+            os.environ["RFM_CACHE"] = str(tmp / f"cold-cache-{data.stem}")
+            seconds, summary = timed(data, tmp / "run")
+            record(name, "head (default)", "cold", len(load_pairs(data)), seconds, summary)
         if default_cache is None:
             del os.environ["RFM_CACHE"]
         else:
             os.environ["RFM_CACHE"] = default_cache
-        for dataset in ("tldr", "s1", "s2"):
+        for dataset in ("tldr", "s2", "taste"):
             data = work / f"split_{dataset}" / "train.jsonl"
-            seconds, summary = timed(data, tmp / "run", features=32)
-            record(dataset, "head", "warm", len(load_pairs(data)), seconds, summary)
+            seconds, summary = timed(data, tmp / "run")
+            record(dataset, "head (default)", "warm", len(load_pairs(data)), seconds, summary)
         subset = tmp / "tldr100.jsonl"
         write_pairs(subset, load_pairs(tldr)[:100])
         seconds, summary = timed(subset, tmp / "full", features=32, tune="full", epochs=1, val_frac=0.1,

@@ -38,19 +38,14 @@ FILE_OF = {"fp32": "model.onnx", "int8": "model_int8.onnx", "fp16": "model_fp16.
 def _validation_texts(path: str | None, limit: int = 96) -> tuple[list[tuple[str, str]], list[tuple[int, int]]]:
     """Distinct (prompt, response) texts and the index pairs to compare preferences on."""
     if path:
-        from rfm.data.jsonl import read_pairs
+        from itertools import islice
 
-        texts: dict[tuple[str, str], int] = {}
-        pairs = []
-        for n, pair in enumerate(read_pairs(path)):
-            if n >= limit:
-                break
-            a = texts.setdefault((pair.prompt, pair.chosen), len(texts))
-            b = texts.setdefault((pair.prompt, pair.rejected), len(texts))
-            pairs.append((a, b))
-        if not pairs:
+        from rfm.data.jsonl import index_texts, read_pairs
+
+        texts, a, b = index_texts(islice(read_pairs(path), limit))
+        if not texts:
             raise UsageError(f"--validation-data {path}: no pairs")
-        return list(texts), pairs
+        return texts, list(zip(a, b, strict=True))
     sample = sample_pairs()
     pairs = [(i, j) for i in range(len(sample)) for j in range(i + 1, len(sample)) if sample[i][0] == sample[j][0]]
     return sample, pairs

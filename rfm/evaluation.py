@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rfm.adapt import UserAdapter
-from rfm.data.jsonl import Pair, load_pairs
+from rfm.data.jsonl import Pair, index_texts, load_pairs
 from rfm.errors import UsageError
 from rfm.runtime.artifact import Artifact, load_artifact
 from rfm.runtime.features import FeatureExtractor
@@ -37,11 +37,7 @@ class UserPairs:
 
 def featurise_pairs(extractor: FeatureExtractor, pairs: Sequence[Pair], progress: bool = False) -> np.ndarray:
     """phi(chosen) - phi(rejected) per pair, computing each distinct (prompt, response) once."""
-    index: dict[tuple[str, str], int] = {}
-    for p in pairs:
-        index.setdefault((p.prompt, p.chosen), len(index))
-        index.setdefault((p.prompt, p.rejected), len(index))
-    texts = list(index)
+    texts, a, b = index_texts(pairs)
     phi = np.empty((len(texts), extractor.dim), dtype=np.float64)
     step = 256
     bar = None
@@ -59,9 +55,7 @@ def featurise_pairs(extractor: FeatureExtractor, pairs: Sequence[Pair], progress
             bar.update(len(chunk))
     if bar is not None:
         bar.close()
-    a = np.array([index[(p.prompt, p.chosen)] for p in pairs])
-    b = np.array([index[(p.prompt, p.rejected)] for p in pairs])
-    return phi[a] - phi[b]
+    return phi[np.array(a, dtype=np.int64)] - phi[np.array(b, dtype=np.int64)]
 
 
 def group_by_user(pairs: Sequence[Pair], deltas: np.ndarray) -> dict[str, UserPairs]:

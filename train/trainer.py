@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rfm.data.jsonl import Pair
+from rfm.data.jsonl import Pair, index_texts
 from rfm.errors import UsageError
 
 POPULATION_USER = "__population__"
@@ -88,13 +88,9 @@ def index_pairs(pairs: Sequence[Pair], cfg: TrainConfig, source: str = "data") -
     else:
         dropped, user_ids = {}, [POPULATION_USER]
     row = {u: i for i, u in enumerate(user_ids)}
-    text_index: dict[tuple[str, str], int] = {}
-    a, b, user = [], [], []
-    for p in pairs:
-        a.append(text_index.setdefault((p.prompt, p.chosen), len(text_index)))
-        b.append(text_index.setdefault((p.prompt, p.rejected), len(text_index)))
-        user.append(row[p.user_id] if cfg.kind == "rfm" else 0)
-    return PairData(list(text_index), np.array(a), np.array(b), np.array(user), user_ids, dropped)
+    texts, a, b = index_texts(pairs)
+    user = [row[p.user_id] if cfg.kind == "rfm" else 0 for p in pairs]
+    return PairData(texts, np.array(a), np.array(b), np.array(user), user_ids, dropped)
 
 
 def validation_mask(user: np.ndarray, frac: float, seed: int) -> np.ndarray:

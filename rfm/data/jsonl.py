@@ -128,3 +128,17 @@ def write_pairs(path: str | os.PathLike, pairs: Iterable[Pair | dict]) -> int:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+def index_texts(pairs: Iterable[Pair]) -> tuple[list[tuple[str, str]], list[int], list[int]]:
+    """The distinct (prompt, response) texts of `pairs`, and each pair's chosen and rejected index.
+
+    Each text is encoded once however many pairs share it: the one de-duplication rule of training,
+    export validation and evaluation.
+    """
+    index: dict[tuple[str, str], int] = {}
+    a, b = [], []
+    for p in pairs:
+        a.append(index.setdefault((p.prompt, p.chosen), len(index)))
+        b.append(index.setdefault((p.prompt, p.rejected), len(index)))
+    return list(index), a, b

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -29,11 +30,11 @@ def data_stats(path: str | os.PathLike, count_tokens: Callable[[str], int] = wor
     prompt_len: list[int] = []
     response_len: list[int] = []
     pairs = 0
-    prompts: set[int] = set()
+    prompts: set[bytes] = set()
     for pair in read_pairs(path):
         pairs += 1
         per_user[pair.user_id] += 1
-        key = hash(pair.prompt)
+        key = hashlib.sha256(pair.prompt.encode("utf-8", "surrogatepass")).digest()  # stable, and no text kept
         if key not in prompts:
             prompts.add(key)
             prompt_len.append(count_tokens(pair.prompt))
