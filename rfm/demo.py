@@ -22,6 +22,7 @@ import numpy as np
 
 from rfm.fileio import atomic_open
 from rfm.pipeline import cached_json, export_stage, train_stage
+from rfm.train.config import TrainConfig
 
 KINDS = ("rfm", "baseline")
 
@@ -32,9 +33,9 @@ class DemoConfig:
 
     data_dir: Path
     output: Path
-    backbone: str = "minilm"
-    features: int = 32
-    max_length: int = 256
+    backbone: str = TrainConfig.backbone
+    features: int = TrainConfig.features
+    max_length: int = TrainConfig.max_length
     holdout_users: float = 0.3
     min_pairs: int = 20
     max_pairs: int | None = None
@@ -152,7 +153,6 @@ def _headline(results: dict) -> dict:
 
 def _train_both(cfg: DemoConfig, split: Path, folder: Path, say) -> dict[str, Path]:
     from rfm.train.run import describe
-    from rfm.train.trainer import TrainConfig
 
     runs = {}
     for kind in KINDS:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
+from rfm.train.config import Pooling
 from torch import nn
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 
-KINDS = ("rfm", "baseline", "linear-probe")
-POOLINGS = ("layers", "response", "mean", "mean+response")
+POOLINGS = tuple(p.value for p in Pooling)
 
 
 class Standardize(nn.Module):

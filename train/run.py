@@ -15,6 +15,7 @@ import torch
 from rfm.adapt import MAPLogisticRegression
 from rfm.runtime.tokenize import TRUNCATION_STRATEGY, PairTokenizer
 from rfm.train.backbone import hub_offline, load_backbone, resolve_backbone, weights_fingerprint
+from rfm.train.config import Kind
 from rfm.train.embed_cache import EmbeddingCache, embed_texts
 from rfm.train.model import POOLINGS, RewardFeatureModel, rfm_config, takes_token_types
 from rfm.train.prior import choose_prior_width
@@ -38,7 +39,7 @@ from rfm.fileio import atomic_open, check_output_dir, publish, staging_dir
 
 def _validate(cfg: TrainConfig) -> None:
     checks = [
-        (cfg.kind in ("rfm", "baseline", "linear-probe"), "--baseline must be 'bt' or 'linear-probe'"),
+        (cfg.kind in {k.value for k in Kind}, "--baseline must be 'bt' or 'linear-probe'"),
         (cfg.tune in ("head", "full"), "--tune must be head or full"),
         (cfg.head in ("linear", "mlp"), "--head must be linear or mlp"),
         (cfg.pooling in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)}"),

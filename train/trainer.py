@@ -18,45 +18,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from rfm.train.config import TrainConfig
 from torch import nn
 
 from rfm.data.jsonl import Pair, index_texts
 from rfm.errors import UsageError
 
 POPULATION_USER = "__population__"
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of `rfm train`, with defaults that work on the shared data (see benchmarks/)."""
-
-    kind: str = "rfm"  # rfm | baseline | linear-probe
-    backbone: str = "minilm"
-    features: int = 32
-    head: str = "linear"  # linear | mlp
-    head_hidden: int = 256
-    tune: str = "head"  # head | full
-    epochs: int = 40
-    batch_size: int = 64
-    lr: float = 3e-3
-    backbone_lr: float = 3e-5
-    weight_decay: float = 0.1
-    w_l2: float = 0.3
-    dropout: float = 0.2
-    max_length: int = 256
-    pooling: str = "layers"  # layers | response | mean | mean+response
-    standardize: bool = False  # standardise the pooled vector before the head (fixed, from the training texts)
-    val_frac: float = 0.15
-    patience: int = 6
-    min_epochs: int = 10  # no early stop before this epoch
-    w_init: float = 0.0  # scale of the random initial rater deviations (|delta_h| ~ w_init)
-    w_lr_scale: float = 1.0  # learning rate of W relative to --lr
-    selection: str = "fewshot"  # fewshot | loss: what picks the epoch that ships (RFM)
-    min_pairs: int = 5
-    probe_l2: float = 1.0
-    population_loss: float = 1.0  # weight of the BT loss of the shared w_0 alone (the population reward)
-    warm_start: bool = True  # start the RFM from the fitted population reward (linear head)
-    seed: int = 0
 
 
 @dataclass

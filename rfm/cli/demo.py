@@ -8,6 +8,7 @@ import click
 
 from rfm.cli.common import info, int_list
 from rfm.cli.train import require_train_extra
+from rfm.train.config import TrainConfig
 
 
 @click.command()
@@ -16,8 +17,9 @@ from rfm.cli.train import require_train_extra
                    "../shared/data).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default="rfm-demo", show_default=True,
               help="Folder for every output (runs, artifacts, evaluation, plot, summary.json).")
-@click.option("--backbone", default="minilm", show_default=True)
-@click.option("--features", type=int, default=32, show_default=True)
+@click.option("--backbone", default=TrainConfig.backbone, show_default=True,
+              help="As for rfm train: 'minilm' (bundled), a local Hugging Face folder, or a hub name.")
+@click.option("--features", type=int, default=TrainConfig.features, show_default=True, help="Feature dimension d.")
 @click.option("--shots", default="0,5,10,20", show_default=True)
 @click.option("--repeats", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--max-pairs", type=click.IntRange(1), default=None, help="Use only the first N pairs (quick runs).")
