@@ -66,8 +66,9 @@ def test_run_dir_layout_and_summary(tiny_run):
         grid = {"0.0", "0.03", "0.1", "0.3", "1.0", "3.0", "10.0"}
         assert width["raters"] == 2 and grid <= set(width["val_loglik"])
         assert width["grid_extended"] == (len(width["val_loglik"]) > len(grid))  # extended only past its edge
-        plain = population_prior(weights)["cov"]  # the stored prior is the rater covariance + tau I
-        np.testing.assert_allclose(z["cov"], plain + width["tau"] * np.eye(8), rtol=1e-10, atol=1e-12)
+        plain = population_prior(weights)["cov"]  # the stored prior is cov_scale x the rater covariance + tau I
+        np.testing.assert_allclose(z["cov"], width["cov_scale"] * plain + width["tau"] * np.eye(8), rtol=1e-10,
+                                   atol=1e-12)
 
 
 def test_reloaded_run_gives_identical_features(tiny_run, tmp_path):
@@ -157,6 +158,27 @@ def test_prior_width_stays_tight_when_raters_agree():
     delta, user, val, mean = _raters(spread=0.0)
     width = choose_prior_width(delta, user, val, mean, np.eye(4) * 1e-4)
     assert width["margin_variance"] <= 0.03
+
+
+def test_prior_shrinks_when_adapting_does_not_transfer():
+    """Raters' weight rows spread widely, but every rater really has the mean: a shrunk prior wins."""
+    delta, user, val, mean = _raters(spread=0.0, pairs=30)
+    width = choose_prior_width(delta, user, val, mean, np.eye(4) * 25.0, shrink=(0.01, 0.1, 0.3))
+    assert width["cov_scale"] < 1.0 and width["margin_variance"] == 0.0
+    assert width["val_loglik"][f"cov x{width['cov_scale']:g}"] > width["val_loglik"]["0.0"]
+
+
+def test_many_raters_keep_judges_out_of_training():
+    from rfm.train.trainer import TrainConfig, index_pairs, judging
+
+    pairs = [Pair("p", f"a{i}", f"b{i}", f"u{i % 50}") for i in range(500)]
+    data = index_pairs(pairs, TrainConfig())
+    judge = judging(data, TrainConfig(judge_frac=0.1))
+    assert judge.judges.sum() == 8  # 10% of 50 raters, at least 8
+    assert not (judge.val & judge.excluded).any() and judge.tasks_rows.sum() == judge.excluded.sum() == 80
+    assert judging(data, TrainConfig()).judges.sum() == 0  # off by default
+    few = index_pairs([p for p in pairs if int(p.user_id[1:]) < 30], TrainConfig())
+    assert judging(few, TrainConfig(judge_frac=0.1)).judges.sum() == 0  # too few raters: validation pairs judge
 
 
 def test_warm_start_never_fits_the_validation_pairs_that_judge_it(monkeypatch):

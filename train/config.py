@@ -56,6 +56,9 @@ class TrainConfig:
     standardize: bool = _opt(False, "Standardise the pooled vector before the head (off: it overfits the "
                              "2,689-d layers vector on TL;DR).", cli=False)
     val_frac: float = _opt(0.15, "Share of each rater's pairs used for validation and early stopping.")
+    judge_frac: float = _opt(0.0, "With 40 or more raters: share of raters (at least 8) kept out of training to judge "
+                             "the epochs and the prior as new people, and allowed to shrink the prior (0, the "
+                             "default: the training raters' validation pairs judge).")
     patience: int = _opt(6, "Epochs without a better score before stopping.")
     min_epochs: int = _opt(10, "Never stop early before this epoch.")
     w_init: float = _opt(0.0, "Scale of random initial rater deviations (breaks the symmetry of opposing groups).")

@@ -18,8 +18,9 @@ from rfm.train.backbone import hub_offline, load_backbone, resolve_backbone, wei
 from rfm.train.config import Kind
 from rfm.train.embed_cache import EmbeddingCache, embed_texts
 from rfm.train.model import POOLINGS, RewardFeatureModel, rfm_config, takes_token_types
-from rfm.train.prior import choose_prior_width
+from rfm.train.prior import SELECTION_DRAWS, SHRINK_FACTORS, choose_prior_width
 from rfm.train.rundir import SUMMARY_FILE, save_raters
+from rfm.train.selection import fewshot_tasks
 from rfm.train.trainer import (
     PairData,
     TrainConfig,
@@ -28,8 +29,8 @@ from rfm.train.trainer import (
     fit_bradley_terry,
     fit_head_on_embeddings,
     index_pairs,
+    judging,
     population_prior,
-    validation_mask,
 )
 
 from rfm.data.jsonl import load_pairs
@@ -126,7 +127,9 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
         model.eval()
         model.save_pretrained(staging, safe_serialization=True)
         hf_tokenizer.save_pretrained(staging)
-        save_raters(staging, data.user_ids, weights, prior)
+        trained_ids = [u for u, judge in zip(data.user_ids, judging(data, cfg).judges, strict=True) if not judge]
+        save_raters(staging, trained_ids if len(trained_ids) == len(weights) else data.user_ids, weights, prior)
+        summary["judge_raters"] = sorted(set(data.user_ids) - set(trained_ids))
         summary["train_s"] = round(time.perf_counter() - started, 3)
         with atomic_open(staging / SUMMARY_FILE) as handle:
             json.dump(summary, handle, indent=1, default=float)
@@ -164,15 +167,20 @@ def _cached_embeddings(model, pair_tok, data: PairData, cfg: TrainConfig, progre
 
 
 def _finish(result, cfg: TrainConfig, data: PairData, phi: np.ndarray) -> tuple[np.ndarray, dict, dict | None]:
-    """Rater weights, the population prior (its width checked on validation pairs) and that check."""
+    """The trained raters' weights, the population prior (its width checked by the judges) and that check."""
     weights = result.weights.matrix()
     if cfg.kind == "baseline":
         return weights, {"mean": weights[0], "cov": np.eye(1) * 1e-4, "count": np.array(1)}, None
+    judge = judging(data, cfg)
+    weights = weights[judge.trained]
     prior = population_prior(weights)
     delta = phi[data.a] - phi[data.b]
-    width = choose_prior_width(delta, data.user, validation_mask(data.user, cfg.val_frac, cfg.seed),
-                               prior["mean"], prior["cov"], data.a, data.b, seed=cfg.seed)
-    prior["cov"] = prior["cov"] + width["tau"] * np.eye(len(prior["mean"]))
+    tasks = fewshot_tasks(data.user, judge.tasks_val, data.a, data.b, draws=SELECTION_DRAWS, seed=cfg.seed,
+                          rows=judge.tasks_rows)
+    width = choose_prior_width(delta, data.user, judge.tasks_val, prior["mean"], prior["cov"], tasks=tasks,
+                               shrink=SHRINK_FACTORS if judge.judges.any() else ())
+    width["judges"] = "held-out raters" if judge.judges.any() else "training raters' validation pairs"
+    prior["cov"] = width["cov_scale"] * prior["cov"] + width["tau"] * np.eye(len(prior["mean"]))
     return weights, prior, width
 
 
@@ -209,17 +217,17 @@ def _train_full(model: RewardFeatureModel, pair_tok: PairTokenizer, data: PairDa
                 outputs.append(model(**tensors)["features"].float())
         return torch.cat(outputs).cpu() if outputs[0].device.type != "cpu" else torch.cat(outputs)
 
-    val = validation_mask(data.user, cfg.val_frac, cfg.seed)
+    judge = judging(data, cfg)
     select = None
     if cfg.kind == "rfm" and cfg.selection == "fewshot":
         def phi_of(idx: np.ndarray) -> np.ndarray:
             model.eval()
             return featurise(idx, False).double().numpy()
 
-        select = fewshot_selector(data, val, phi_of, cfg.seed)
+        select = fewshot_selector(data, judge, phi_of, cfg.seed)
     result = fit_bradley_terry(data, featurise, [model.head, model.backbone], cfg, features,
                                progress and accelerator.is_main_process, module_lrs=[cfg.lr, cfg.backbone_lr],
-                               accelerator=accelerator, val_mask=val, select=select)
+                               accelerator=accelerator, val_mask=judge.val, select=select, exclude=judge.excluded)
     model.eval()
     with torch.no_grad():
         phi = featurise(np.arange(len(data.texts)), False).double().numpy()
@@ -269,8 +277,9 @@ def describe(summary: dict) -> str:
         parts.append(f"train acc {m['train_acc']:.3f}")
     width = summary.get("prior_width")
     if width and width.get("val_loglik"):
-        parts.append(f"prior width +{width['margin_variance']:g} logit^2 (chosen on {width['raters']} raters' "
-                     "validation pairs)")
+        scale = f"cov x{width['cov_scale']:g} " if width.get("cov_scale", 1.0) != 1.0 else ""
+        parts.append(f"prior {scale}+{width['margin_variance']:g} logit^2 (chosen on {width['raters']} "
+                     f"{width.get('judges', 'raters')})")
         if width.get("fewshot_acc") is not None and "fewshot_population_acc" in m:
             parts.append(f"new-response accuracy of raters adapted from 0-20 choices {width['fewshot_acc']:.3f} "
                          f"vs one-size {m['fewshot_population_acc']:.3f}")

@@ -28,16 +28,19 @@ class FewShotTask:
 
 
 def fewshot_tasks(user: np.ndarray, val: np.ndarray, a: np.ndarray, b: np.ndarray,
-                  shots: tuple[int, ...] = SELECTION_SHOTS, draws: int = 1, seed: int = 0) -> list[FewShotTask]:
+                  shots: tuple[int, ...] = SELECTION_SHOTS, draws: int = 1, seed: int = 0,
+                  rows: np.ndarray | None = None) -> list[FewShotTask]:
     """Seeded few-shot tasks over every rater with both training and validation pairs.
 
     `a`, `b` index the distinct texts of each pair; a validation pair is left out of a task when
-    either of its texts appears in that task's adaptation pairs (new responses only).
+    either of its texts appears in that task's adaptation pairs (new responses only). `rows` (a
+    mask over pairs) limits the tasks to those pairs' raters, e.g. the raters kept out of training.
     """
     rng = np.random.default_rng(seed)
     tasks = []
-    for u in np.unique(user):
-        train_rows, val_rows = np.flatnonzero(~val & (user == u)), np.flatnonzero(val & (user == u))
+    for u in np.unique(user if rows is None else user[rows]):
+        mine = (user == u) if rows is None else (user == u) & rows
+        train_rows, val_rows = np.flatnonzero(~val & mine), np.flatnonzero(val & mine)
         if not len(train_rows) or not len(val_rows):
             continue
         for m in sorted({min(m, len(train_rows)) for m in shots}):

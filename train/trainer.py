@@ -73,6 +73,48 @@ def validation_mask(user: np.ndarray, frac: float, seed: int) -> np.ndarray:
     return mask
 
 
+# With at least this many raters, some are kept out of training to judge what ships (see `judges`).
+MIN_RATERS_FOR_JUDGES = 40
+
+
+@dataclass
+class Judging:
+    """Who judges the epochs and the prior: raters kept out of training, or the training raters' validation pairs.
+
+    `val` marks the training raters' validation pairs (early stopping; none of the judges' pairs);
+    `excluded` the judges' pairs (never trained on); `tasks_val` / `tasks_rows` what the few-shot
+    tasks adapt from (~tasks_val) and score on (tasks_val), within tasks_rows.
+    """
+
+    val: np.ndarray
+    excluded: np.ndarray
+    tasks_val: np.ndarray
+    tasks_rows: np.ndarray
+    judges: np.ndarray  # per rater row: kept out of training
+
+    @property
+    def trained(self) -> np.ndarray:
+        return ~self.judges
+
+
+def judging(data: PairData, cfg: TrainConfig) -> Judging:
+    """With `--judge-frac` (off by default), keep that share of the raters (>= 8) out of training when there
+    are MIN_RATERS_FOR_JUDGES or more: a rater the features were fitted to is adapted too easily (features can memorise their
+    items), so raters training never saw judge what a new person will get. Fewer raters: the
+    training raters' own validation pairs judge."""
+    n = len(data.user_ids)
+    judges = np.zeros(n, dtype=bool)
+    if cfg.kind == "rfm" and cfg.judge_frac > 0 and n >= MIN_RATERS_FOR_JUDGES:
+        chosen = np.random.default_rng(cfg.seed + 1).choice(n, size=max(8, round(cfg.judge_frac * n)), replace=False)
+        judges[chosen] = True
+    excluded = judges[data.user]
+    val = validation_mask(data.user, cfg.val_frac, cfg.seed) & ~excluded
+    if not judges.any():
+        return Judging(val, excluded, val, np.ones(len(val), dtype=bool), judges)
+    half = validation_mask(data.user, 0.5, cfg.seed + 2) & excluded
+    return Judging(val, excluded, half, excluded, judges)
+
+
 class RaterWeights(nn.Module):
     """w_h = w_0 + delta_h; the baseline keeps w_0 = 1 fixed (a scalar reward, d = 1)."""
 
@@ -161,6 +203,7 @@ def fit_bradley_terry(
     desc: str | None = None,
     val_mask: np.ndarray | None = None,
     select: Selector | None = None,
+    exclude: np.ndarray | None = None,
 ) -> FitResult:
     """Minibatch AdamW on the BT objective, keeping the best epoch.
 
@@ -176,7 +219,8 @@ def fit_bradley_terry(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     val = validation_mask(data.user, cfg.val_frac, cfg.seed) if val_mask is None else val_mask
-    train_rows, val_rows = np.flatnonzero(~val), np.flatnonzero(val)
+    keep = np.ones(len(val), dtype=bool) if exclude is None else ~exclude  # `exclude`: never trained or validated on
+    train_rows, val_rows = np.flatnonzero(~val & keep), np.flatnonzero(val & keep)
     weights = RaterWeights(len(data.user_ids), d, trainable=cfg.kind == "rfm", seed=cfg.seed,
                            init_shared=init_shared, delta_init=cfg.w_init if cfg.kind == "rfm" else 0.0)
     lrs = module_lrs or [cfg.lr] * len(trainable)
@@ -282,7 +326,7 @@ def config_dict(cfg: TrainConfig) -> dict:
 
 
 
-def fewshot_selector(data: PairData, val: np.ndarray, phi_of: Callable[[np.ndarray], np.ndarray],
+def fewshot_selector(data: PairData, judge: Judging, phi_of: Callable[[np.ndarray], np.ndarray],
                      seed: int) -> Selector:
     """The RFM's selection score: few-shot accuracy of adapted training raters on new validation responses.
 
@@ -291,10 +335,10 @@ def fewshot_selector(data: PairData, val: np.ndarray, phi_of: Callable[[np.ndarr
     scores their validation pairs that share no text with those; `phi_of(text_indices)` gives the
     current features of those texts.
     """
-    from rfm.train.prior import choose_prior_width
+    from rfm.train.prior import SHRINK_FACTORS, choose_prior_width
     from rfm.train.selection import fewshot_tasks, population_scores
 
-    tasks = fewshot_tasks(data.user, val, data.a, data.b, draws=1, seed=seed)
+    tasks = fewshot_tasks(data.user, judge.tasks_val, data.a, data.b, draws=1, seed=seed, rows=judge.tasks_rows)
     rows = np.unique(np.concatenate([np.concatenate([t.adapt, t.test]) for t in tasks])) if tasks else np.zeros(0, int)
     needed = np.unique(np.concatenate([data.a[rows], data.b[rows]])) if len(rows) else np.zeros(0, int)
 
@@ -304,8 +348,9 @@ def fewshot_selector(data: PairData, val: np.ndarray, phi_of: Callable[[np.ndarr
         phi = np.zeros((len(data.texts), weights.shared.shape[0]))
         phi[needed] = phi_of(needed)
         delta = phi[data.a] - phi[data.b]
-        prior = population_prior(weights.matrix())
-        width = choose_prior_width(delta, data.user, val, prior["mean"], prior["cov"], tasks=tasks)
+        prior = population_prior(weights.matrix()[judge.trained])
+        width = choose_prior_width(delta, data.user, judge.tasks_val, prior["mean"], prior["cov"], tasks=tasks,
+                                   shrink=SHRINK_FACTORS if judge.judges.any() else ())
         population = population_scores(delta, tasks, weights.shared.detach().double().numpy())
         return width["fewshot_acc"], {"fewshot_acc": width["fewshot_acc"], "fewshot_population_acc": population,
                                       "fewshot_prior_width": width["margin_variance"]}
@@ -336,7 +381,8 @@ def fit_head_on_embeddings(data: PairData, embeddings: np.ndarray, head: nn.Modu
     def featurise_with(module: nn.Module):
         return lambda idx, train_mode: module(emb[torch.from_numpy(idx)])
 
-    val = validation_mask(data.user, cfg.val_frac, cfg.seed)
+    judge = judging(data, cfg)
+    val = judge.val
     init_shared = None
     linear = layers[-1] if layers else None
     if cfg.kind == "rfm" and cfg.warm_start and cfg.head == "linear" and isinstance(linear, nn.Linear):
@@ -346,7 +392,7 @@ def fit_head_on_embeddings(data: PairData, embeddings: np.ndarray, head: nn.Modu
         # RFM trains on, so epoch 0 is judged on pairs it never fitted (and so is the prior's width).
         pooled = PairData(data.texts, data.a, data.b, np.zeros_like(data.user), [POPULATION_USER])
         fit_bradley_terry(pooled, featurise_with(population), [population], replace(cfg, kind="baseline"), 1,
-                          progress, desc="warm start: population reward", val_mask=val)
+                          progress, desc="warm start: population reward", val_mask=val, exclude=judge.excluded)
         with torch.no_grad():
             linear.bias.zero_()
             linear.weight[0] = population[-1].weight[0]
@@ -358,6 +404,6 @@ def fit_head_on_embeddings(data: PairData, embeddings: np.ndarray, head: nn.Modu
             head.eval()
             return head(emb[torch.from_numpy(idx)]).double().numpy()
 
-        select = fewshot_selector(data, val, phi_of, cfg.seed)
+        select = fewshot_selector(data, judge, phi_of, cfg.seed)
     return fit_bradley_terry(data, featurise_with(head), [head], cfg, d, progress, init_shared=init_shared,
-                             val_mask=val, select=select)
+                             val_mask=val, select=select, exclude=judge.excluded)
