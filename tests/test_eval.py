@@ -105,3 +105,17 @@ def test_heldout_user_ranks_responses_nobody_trained_on_better_after_adapting(ul
     assert result["heldout"]["users"] == 2 and result["heldout"]["protocol"] == "new-responses"
     assert abs(shots["0"] - 0.5) < 0.1, shots  # opposing groups: one reward for both is near chance
     assert shots["20"] >= shots["0"] + 0.08 and shots["50"] >= shots["0"] + 0.1, shots  # measured +0.11 / +0.16
+
+
+def test_cli_reports_new_responses_first_and_shared_beside(tiny_artifact, scenario2, tmp_path):
+    data = heldout_file(tmp_path, scenario2)
+    result = CliRunner().invoke(cli, ["eval", str(tiny_artifact), data, "--shots", "0,5", "--repeats", "1",
+                                      "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    assert "new responses" in result.stdout and "shared responses" in result.stdout
+    assert "2 at every m (1 left out" in result.stdout
+    result = CliRunner().invoke(cli, ["eval", str(tiny_artifact), data, "--shots", "0,5", "--repeats", "1",
+                                      "--precision", "fp32", "--json", "--prior", "none"])
+    obj = json.loads(result.stdout)
+    assert obj["heldout"]["protocol"] == "new-responses" and obj["heldout_shared_responses"]["users"] == 2
+    assert obj["adapter"] == "map, prior none" and "margin_variance" in obj["prior_width"]
