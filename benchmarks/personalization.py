@@ -28,7 +28,7 @@ Methods: the RFM (rfm train defaults: d = 32, layers pooling, few-shot selection
 Bradley-Terry baseline ("one-size"), and the adaptive linear probe: per-user logistic regression on
 the frozen encoder's own sentence embedding (mean of the last layer over the response's tokens).
 
-Best-of-n (synthetic raters, seed-0 models): for each held-out rater, w is adapted from m = 20 of
+Best-of-n (synthetic raters, seed-0 models; int8 vs fp32 likewise on the seed-0 RFM): for each held-out rater, w is adapted from m = 20 of
 their pairs; for 10 prompts from their other pairs, the candidates are the prompt's two responses
 plus responses drawn from the pool (n = 4, 8, 16 share the first n of one draw of 16). The true
 reward of the pick is normalised so that a random pick scores 0 and the oracle 1.
@@ -64,8 +64,8 @@ SHOTS_SYNTHETIC = (0, 5, 10, 20, 50)
 SHOTS_REAL = (0, 5, 10, 20)  # real users have fewer pairs: m = 50 would leave most out
 REPEATS = 3
 # dataset -> (scenario or None, raters, pairs per rater, source)
-SYNTHETIC = {"s1": (1, 40, 150, "pool"), "s2": (2, 40, 150, "pool"), "s2-small": (2, 24, 80, "uf"),
-             "taste": (3, 40, 150, "pool")}
+SYNTHETIC = {"taste": (3, 40, 150, "pool"), "s2": (2, 40, 150, "pool"), "s2-small": (2, 24, 80, "uf"),
+             "s1": (1, 40, 150, "pool")}
 QUICK_SYNTHETIC = {"s2": (2, 12, 60, "pool"), "taste": (3, 16, 60, "pool")}
 
 
@@ -180,7 +180,7 @@ def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: l
                        "prior_width": (summary.get("prior_width") or {}).get("margin_variance"),
                        "collapse": summary.get("collapse"), "train_s": summary.get("train_s"),
                        **evaluate_artifact(art, split, precision, seed, shots, bon, pool if bon else None)}
-                if name == "rfm" and precision == "int8":
+                if name == "rfm" and precision == "int8" and seed == seeds[0]:
                     row["fp32"] = evaluate_artifact(art, split, "fp32", seed, shots)
                 return row
 
