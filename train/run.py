@@ -127,9 +127,9 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
         model.eval()
         model.save_pretrained(staging, safe_serialization=True)
         hf_tokenizer.save_pretrained(staging)
-        trained_ids = [u for u, judge in zip(data.user_ids, judging(data, cfg).judges, strict=True) if not judge]
-        save_raters(staging, trained_ids if len(trained_ids) == len(weights) else data.user_ids, weights, prior)
-        summary["judge_raters"] = sorted(set(data.user_ids) - set(trained_ids))
+        judges = judging(data, cfg).judges  # all False unless --judge-frac: then their rows are not saved
+        save_raters(staging, [u for u, judge in zip(data.user_ids, judges, strict=True) if not judge], weights, prior)
+        summary["judge_raters"] = [u for u, judge in zip(data.user_ids, judges, strict=True) if judge]
         summary["train_s"] = round(time.perf_counter() - started, 3)
         with atomic_open(staging / SUMMARY_FILE) as handle:
             json.dump(summary, handle, indent=1, default=float)

@@ -75,5 +75,5 @@ def population_scores(delta: np.ndarray, tasks: list[FewShotTask], mean: np.ndar
     """Accuracy of the prior mean alone (a one-size reward) on the same test pairs, averaged per task."""
     if not tasks:
         return float("nan")
-    return float(np.mean([np.mean(((delta[t.test] @ mean) > 0) + 0.5 * ((delta[t.test] @ mean) == 0))
-                          for t in tasks]))
+    margins = [delta[t.test] @ mean for t in tasks]
+    return float(np.mean([np.mean((m > 0) + 0.5 * (m == 0)) for m in margins]))
