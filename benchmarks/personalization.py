@@ -143,9 +143,9 @@ def best_of_n(extractor: FeatureExtractor, adapter: UserAdapter, users, pairs_by
 
 
 def evaluate_artifact(art: Path, split: Path, precision: str, seed: int, shots, raters: SyntheticRaters | None = None,
-                      pool: list[str] | None = None) -> dict:
+                      pool: list[str] | None = None, threads: int | None = None) -> dict:
     artifact = load_artifact(art)
-    extractor = FeatureExtractor(artifact, device="cpu", precision=precision)
+    extractor = FeatureExtractor(artifact, device="cpu", precision=precision, threads=threads)
     heldout_pairs = load_pairs(split / "heldout.jsonl")
     users = group_by_user(heldout_pairs, featurise_pairs(extractor, heldout_pairs))
     seen_pairs = load_pairs(split / "seen_test.jsonl")

@@ -242,3 +242,17 @@ def test_collapse_is_reported_when_disagreeing_raters_get_no_personalisation():
     assert not collapse_check(flat, {"fewshot_acc": 0.62})["collapsed"]  # adaptation learned taste
     agreeing = SimpleNamespace(metrics={"fewshot_population_acc": 0.70})
     assert not collapse_check(agreeing, {"fewshot_acc": 0.70})["collapsed"]  # one reward fits these raters
+
+
+def test_max_time_stops_training_and_keeps_the_best_epoch():
+    import rfm.train.trainer as trainer
+
+    rng = np.random.default_rng(0)
+    n_texts, n_pairs = 40, 120
+    data = trainer.PairData([(f"p{i}", f"r{i}") for i in range(n_texts)], rng.integers(0, n_texts, n_pairs),
+                            rng.integers(0, n_texts, n_pairs), rng.integers(0, 3, n_pairs), ["a", "b", "c"])
+    emb = torch.from_numpy(rng.normal(size=(n_texts, 8)).astype(np.float32))
+    head = torch.nn.Linear(8, 2)
+    cfg = trainer.TrainConfig(features=2, epochs=50, min_epochs=50, max_time=1e-9)
+    result = trainer.fit_bradley_terry(data, lambda idx, _: head(emb[torch.from_numpy(idx)]), [head], cfg, 2, False)
+    assert len(result.history) == 1 and result.history[-1]["stopped"] == "max_time" and result.best_epoch == 1

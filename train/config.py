@@ -61,6 +61,7 @@ class TrainConfig:
                              "default: the training raters' validation pairs judge).")
     patience: int = _opt(6, "Epochs without a better score before stopping.")
     min_epochs: int = _opt(10, "Never stop early before this epoch.")
+    max_time: float = _opt(0.0, "Stop training after this many seconds, keeping the best epoch so far (0: no limit).")
     w_init: float = _opt(0.0, "Scale of random initial rater deviations (breaks the symmetry of opposing groups).")
     w_lr_scale: float = _opt(1.0, "Learning rate of W relative to --lr.")
     selection: str = _opt("fewshot", "What picks the epoch that ships (RFM): fewshot = accuracy of training raters "

@@ -47,6 +47,7 @@ def _validate(cfg: TrainConfig) -> None:
         (cfg.selection in ("fewshot", "loss"), "--selection must be fewshot or loss"),
         (cfg.features >= 1, "--features must be >= 1"),
         (cfg.epochs >= 1, "--epochs must be >= 1"),
+        (cfg.max_time >= 0, "--max-time must be >= 0 (seconds; 0 means no limit)"),
         (cfg.batch_size >= 1, "--batch-size must be >= 1"),
         (cfg.lr > 0, "--lr must be > 0"),
         (cfg.max_length >= 8, "--max-length must be >= 8"),

@@ -214,8 +214,11 @@ def fit_bradley_terry(
     several processes, each takes its share of every minibatch and gradients are averaged across
     processes before each step (plain data parallelism, as DDP does).
     """
+    import time
+
     from tqdm.auto import tqdm
 
+    started = time.monotonic()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     val = validation_mask(data.user, cfg.val_frac, cfg.seed) if val_mask is None else val_mask
@@ -295,6 +298,9 @@ def fit_bradley_terry(
                 loss.backward()
             optimizer.step()
         if not consider(epoch):
+            break
+        if cfg.max_time and time.monotonic() - started > cfg.max_time:
+            history[-1]["stopped"] = "max_time"
             break
     bar.close()
     module_states, weight_state = stopper.state
