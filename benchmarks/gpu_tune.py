@@ -77,7 +77,7 @@ def run_one(args: argparse.Namespace) -> dict:
             "total_s": round(time.perf_counter() - t0, 1), **result}
 
 
-def report(folder: Path, out: Path) -> None:
+def report(folder: Path, out: Path, note: str = "") -> None:
     """Merge the per-process JSON files: mean and spread over seeds per recipe, as Markdown."""
     rows = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if p.name != "gpu_tune.json"]
     by_recipe: dict[tuple[str, str], list[dict]] = {}
@@ -86,8 +86,9 @@ def report(folder: Path, out: Path) -> None:
     lines = ["# `rfm train --tune full` on a GPU", "",
              f"Device: {rows[0]['device']}, torch {rows[0]['torch']}. Held-out users, new responses (their test pairs "
              "share no response with the m adaptation pairs), int8 through the runtime on the CPU, 3 draws per "
-             "user and m; mean (min-max) over training seeds. Command: `bash benchmarks/gpu_tune.sh` "
-             "(see benchmarks/README.md).", ""]
+             "user and m; mean (min-max) over training seeds. Command: `bash benchmarks/gpu_tune_pack.sh s2` here, "
+             "then `bash benchmarks/gpu_tune.sh s2 470 RECIPE...` on the GPU machine (RECIPE = "
+             "`name:key=value,...`, the options listed below; see benchmarks/README.md).", *([note, ""] if note else [""])]
     merged = {}
     for (dataset, recipe), seeds in sorted(by_recipe.items()):
         shots = [str(m) for m in SHOTS_SYNTHETIC]
@@ -130,11 +131,12 @@ def main() -> None:
     parser.add_argument("--models", default=str(ROOT / "benchmarks" / "work" / "models-gpu"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--report", metavar="DIR", help="Merge DIR's per-run JSON files into --out.")
+    parser.add_argument("--note", default="", help="A paragraph for the report (what else to know about the run).")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.report:
-        report(Path(args.report), out)
+        report(Path(args.report), out, args.note)
         return
     row = run_one(args)
     (out / f"{args.dataset}-{args.recipe}-s{args.seed}.json").write_text(json.dumps(row, indent=1, default=float))
