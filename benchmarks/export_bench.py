@@ -31,11 +31,11 @@ def main() -> None:
                           overwrite=True, log=print)
     seconds = time.perf_counter() - t0
     result = {"command": "python benchmarks/export_bench.py", "seconds": round(seconds, 1),
-              "sizes_mb": {k: round(v / 1e6, 2) for k, v in manifest["sizes_bytes"].items()},
-              "validation": manifest["validation"], "quantization": manifest["export"]["int8_quantization"]}
+              "sizes_mb": {k: round(v / 1e6, 2) for k, v in manifest.sizes_bytes.items()},
+              "validation": manifest.validation, "quantization": manifest.export["int8_quantization"]}
     out = ROOT / "benchmarks" / "results"
     (out / "export.json").write_text(json.dumps(result, indent=1))
-    v = manifest["validation"]
+    v = manifest.validation
     lines = ["# Export: MiniLM RFM (d = 32) trained on TL;DR", "", f"Command: `{result['command']}`", "",
              f"Export time (Optimum export + fusion + int8 + fp16 + validation): {seconds:.1f} s", "",
              "| file | MB |", "|---|---:|"] + [f"| {k} | {mb:.1f} |" for k, mb in result["sizes_mb"].items()]

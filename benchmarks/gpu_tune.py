@@ -60,9 +60,9 @@ def run_one(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     summary, _ = train_stage(split / "train.jsonl", folder / "run", cfg, progress=True)
     train_s = time.perf_counter() - t0
-    export_stage(folder / "run", folder / "artifact", ["fp32", "int8"], split / "heldout.jsonl", fallback=["fp32"])
-    manifest = json.loads((folder / "artifact" / "rfm.json").read_text())
-    precision = "int8" if "int8" in manifest.get("precisions", {}) else "fp32"
+    manifest, _ = export_stage(folder / "run", folder / "artifact", ["fp32", "int8"], split / "heldout.jsonl",
+                               fallback=["fp32"])
+    precision = "int8" if "int8" in manifest.precisions else "fp32"
     raters = SyntheticRaters.load(sidecar_path(work / f"{args.dataset}.jsonl"))
     pool = sorted({t for p in load_pairs(work / "pool.jsonl") for t in (p.chosen, p.rejected)})
     result = evaluate_artifact(folder / "artifact", split, precision, args.seed, SHOTS_SYNTHETIC, raters, pool,
@@ -73,7 +73,7 @@ def run_one(args: argparse.Namespace) -> dict:
             "torch": torch.__version__, "train_s": round(train_s, 1), "best_epoch": summary.get("best_epoch"),
             "prior_width": (summary.get("prior_width") or {}).get("margin_variance"),
             "collapse": summary.get("collapse"), "train_metrics": summary.get("metrics"),
-            "history": summary.get("history"), "export_refused": manifest.get("export_refused"),
+            "history": summary.get("history"), "export_refused": manifest.extra.get("export_refused"),
             "total_s": round(time.perf_counter() - t0, 1), **result}
 
 

@@ -19,7 +19,9 @@ from rfm.export.onnx_export import (
 )
 from rfm.export.quantize import convert_fp16, quantize_int8
 from rfm.export.sample import sample_pairs
-from rfm.runtime.artifact import FORMAT, FORMAT_VERSION, MANIFEST, load_artifact, sha256_file
+from rfm.runtime.artifact import MANIFEST, load_artifact, sha256_file
+from rfm.runtime.conformance import CONFORMANCE_FILE, check_conformance, write_conformance
+from rfm.runtime.manifest import FINGERPRINT_SCHEME, Manifest, Truncation, graphs_fingerprint
 from rfm.runtime.tokenize import PairTokenizer
 
 from rfm import __version__
@@ -89,7 +91,7 @@ def _compare(reference: np.ndarray, other: np.ndarray, pairs, w: np.ndarray) -> 
 
 def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[str], opset: int = 18,
                validation_data: str | None = None, quant_target: str = "auto", overwrite: bool = False,
-               log=print) -> dict:
+               log=print) -> Manifest:
     """Export, validate and write the artifact; raises RfmError naming the bound that was missed."""
     from rfm.train.rundir import POPULATION_FILE, RATERS_FILE, load_run
 
@@ -133,8 +135,8 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[
             for scope, operators in (("all", None), ("dense-only", ["MatMul"])):
                 log(f"quantising to int8 ({scope}) ...")
                 quant_used = quantize_int8(fp32_path, staging / FILE_OF["int8"], quant_target, config, operators)
-                report = _compare(reference, _features(staging / FILE_OF["int8"], pair_tok, texts), pairs,
-                                  mean_w)
+                int8_features = _features(staging / FILE_OF["int8"], pair_tok, texts)
+                report = _compare(reference, int8_features, pairs, mean_w)
                 report["scope"] = scope
                 if report["mean_cosine"] >= INT8_MIN_COSINE and report["pair_agreement"] >= INT8_MIN_AGREEMENT:
                     break
@@ -153,38 +155,29 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[
             except Exception as exc:  # fp16 kernels are a GPU feature; CPU builds may lack some
                 validation["fp16"] = {"cpu_check": f"not run on CPU: {type(exc).__name__}"}
             files["fp16"] = FILE_OF["fp16"]
-        hf_tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
+        pair_tok.save(staging / "tokenizer.json")  # encodes exactly as the runtime: no padding, max_length
+        expected = {"fp32": reference} | ({"int8": int8_features} if "int8" in files else {})
+        write_conformance(staging / CONFORMANCE_FILE, pair_tok, texts, expected)
         shutil.copy(run / POPULATION_FILE, staging / POPULATION_FILE)
         if (run / RATERS_FILE).is_file():
             shutil.copy(run / RATERS_FILE, staging / RATERS_FILE)
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "rfm_version": __version__,
-            "kind": config.rfm_kind,
-            "adaptive": config.rfm_kind != "baseline",
-            "features": int(config.rfm_features),
-            "max_length": int(config.rfm_max_length),
-            "truncation": {"strategy": config.rfm_truncation, "direction": "right"},
-            "pad_token_id": int(hf_tokenizer.pad_token_id or 0),
-            "inputs": inputs,
-            "output": "features",
-            "backbone": {"name": config.rfm_backbone, "model_type": config.model_type},
-            "precisions": files,
-            "fingerprint": sha256_file(fp32_path),
-            "validation": validation,
-            "training": _training_facts(run, config),
-            "export": {"source_run": str(run.resolve()), "opset": opset, "optimum_exporter": "optimum.exporters.onnx.export",
-                       "int8_quantization": quant_used, "seconds": None},
-        }
-        listed = [*files.values(), "tokenizer.json", POPULATION_FILE]
+        listed = [*files.values(), "tokenizer.json", CONFORMANCE_FILE, POPULATION_FILE]
         if (staging / RATERS_FILE).is_file():
             listed.append(RATERS_FILE)
-        manifest["files"] = {name: sha256_file(staging / name) for name in listed}
-        manifest["sizes_bytes"] = {name: (staging / name).stat().st_size for name in listed}
-        manifest["export"]["seconds"] = round(time.perf_counter() - started, 2)
+        hashes = {name: sha256_file(staging / name) for name in listed}
+        manifest = Manifest(
+            features=int(config.rfm_features), max_length=int(config.rfm_max_length), inputs=list(inputs),
+            precisions=files, files=hashes, fingerprint=graphs_fingerprint(files, hashes),
+            fingerprint_scheme=FINGERPRINT_SCHEME, truncation=Truncation(config.rfm_truncation, "right"),
+            kind=config.rfm_kind, adaptive=config.rfm_kind != "baseline",
+            pad_token_id=int(hf_tokenizer.pad_token_id or 0), rfm_version=__version__,
+            backbone={"name": config.rfm_backbone, "model_type": config.model_type}, validation=validation,
+            training=_training_facts(run, config),
+            export={"source_run": str(run.resolve()), "opset": opset, "optimum_exporter": "optimum.exporters.onnx.export",
+                    "int8_quantization": quant_used, "seconds": round(time.perf_counter() - started, 2)},
+            sizes_bytes={name: (staging / name).stat().st_size for name in listed})
         with atomic_open(staging / MANIFEST) as handle:
-            json.dump(manifest, handle, indent=1)
+            json.dump(manifest.to_json(), handle, indent=1)
         _check_loads(staging, files)
         publish(staging, out)
     except BaseException:
@@ -207,14 +200,17 @@ def _training_facts(run: Path, config) -> dict:
 
 
 def _check_loads(root: Path, files: dict[str, str]) -> None:
-    """The artifact verifies and its CPU models open in fresh onnxruntime sessions."""
-    import onnxruntime as ort
-
-    load_artifact(root, verify="all")
-    for precision, name in files.items():
+    """The artifact verifies, and this runtime reproduces its conformance file with every CPU graph."""
+    artifact = load_artifact(root, verify="all")
+    for precision in files:
         if precision == "fp16":
             continue
         try:
-            ort.InferenceSession(str(root / name), providers=["CPUExecutionProvider"])
+            report = check_conformance(artifact, precision, "cpu")
+        except RfmError:
+            raise
         except Exception as exc:
-            raise RfmError(f"{name}: does not load in a fresh onnxruntime session ({exc})") from None
+            raise RfmError(f"{files[precision]}: does not load in a fresh onnxruntime session ({exc})") from None
+        if not report["ok"]:
+            raise RfmError(f"{files[precision]}: the runtime does not reproduce the exported features "
+                           f"(tokens match: {report['tokens_match']}, min cosine {report['min_cosine']:.5f})")

@@ -106,10 +106,8 @@ def bench_grid(artifact: Artifact, devices: Sequence[str], precisions: Sequence[
             if device == "cpu" and precision == "fp16":
                 skipped.append("cpu/fp16: fp16 is a GPU precision")
                 continue
-            extractor = FeatureExtractor(artifact, device=device, precision=precision, threads=threads)
-            tok = load_tokenizer_file(artifact.root / "tokenizer.json")
-            extractor.tokenizer = PairTokenizer(tok, max(max(seq_lens), artifact.max_length),
-                                                pad_id=artifact.manifest.get("pad_token_id", 0))
+            extractor = FeatureExtractor(artifact, device=device, precision=precision, threads=threads,
+                                         max_length=max(max(seq_lens), artifact.max_length))
             for seq_len in seq_lens:
                 for batch in batches:
                     prompts, responses = texts_of_length(extractor.tokenizer, batch, seq_len)

@@ -174,9 +174,9 @@ def _export_both(runs: dict[str, Path], split: Path, folder: Path, say) -> dict[
         if reused:
             say(f"   {kind}: unchanged, reusing {folder / kind}")
         else:
-            v = manifest["validation"]
+            v = manifest.validation
             say(f"   {kind}: fp32 vs torch {v['fp32_vs_torch_max_abs_diff']:.1e}, int8 cosine "
-                f"{v['int8']['mean_cosine']:.4f}, int8 {manifest['sizes_bytes']['model_int8.onnx'] / 1e6:.0f} MB")
+                f"{v['int8']['mean_cosine']:.4f}, int8 {manifest.sizes_bytes['model_int8.onnx'] / 1e6:.0f} MB")
         artifacts[kind] = folder / kind
     return artifacts
 

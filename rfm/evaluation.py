@@ -191,8 +191,8 @@ def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Se
     result = {"artifact": str(artifact_dir), "precision": extractor.precision, "device": extractor.device,
               "adapter": f"map, prior {ADAPTER_PRIORS.get(prior, prior)}" if artifact.adaptive
               else "none (non-adaptive model)", "kind":
-              artifact.manifest.get("kind"), "data": str(data), "seed": seed, "repeats": repeats,
-              "prior_width": artifact.manifest.get("training", {}).get("prior_width")}
+              artifact.manifest.kind, "data": str(data), "seed": seed, "repeats": repeats,
+              "prior_width": (artifact.manifest.training or {}).get("prior_width")}
     if seen:
         result["heldout"] = {"users": 0, "shots": {}}
         result["heldout_shared_responses"] = None

@@ -12,8 +12,12 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rfm.fileio import atomic_open
+
+if TYPE_CHECKING:
+    from rfm.runtime.manifest import Manifest
 
 STAMP = ".rfm-stage-stamp"
 
@@ -70,7 +74,7 @@ def train_stage(data: Path, run_dir: Path, cfg, progress: bool = True) -> tuple[
 
 def export_stage(run_dir: Path, art: Path, precisions: Sequence[str], validation_data: Path | None = None,
                  fallback: Sequence[str] | None = None, log: Callable[[str], None] = lambda m: None
-                 ) -> tuple[dict, bool]:
+                 ) -> tuple[Manifest, bool]:
     """`rfm export` unless art already holds this export; returns (manifest, reused).
 
     With `fallback`, an export that misses a validation bound (int8, say) is retried with those
@@ -78,11 +82,12 @@ def export_stage(run_dir: Path, art: Path, precisions: Sequence[str], validation
     """
     from rfm.errors import RfmError
     from rfm.export.build import export_run
+    from rfm.runtime.artifact import MANIFEST, load_artifact
 
     key = stage_key(run_dir / "model.safetensors", run_dir / "population.npz", list(precisions),
                     validation_data and Path(validation_data))
     if is_fresh(art, key):
-        return json.loads((art / "rfm.json").read_text()), True
+        return load_artifact(art, verify="none").manifest, True
     validation = str(validation_data) if validation_data else None
     try:
         manifest = export_run(run_dir, art, list(precisions), validation_data=validation, overwrite=True, log=log)
@@ -90,7 +95,9 @@ def export_stage(run_dir: Path, art: Path, precisions: Sequence[str], validation
         if fallback is None:
             raise
         manifest = export_run(run_dir, art, list(fallback), validation_data=validation, overwrite=True, log=log)
-        manifest["export_refused"] = str(exc)
+        manifest.extra["export_refused"] = str(exc)
+        with atomic_open(art / MANIFEST) as handle:
+            json.dump(manifest.to_json(), handle, indent=1)
     mark_fresh(art, key)
     return manifest, False
 

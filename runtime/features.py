@@ -7,26 +7,26 @@ from collections.abc import Sequence
 import numpy as np
 from rfm.runtime.artifact import Artifact
 from rfm.runtime.session import choose_device, choose_precision, make_session
-from rfm.runtime.tokenize import PairTokenizer, load_tokenizer_file
+from rfm.runtime.tokenize import PairTokenizer
+from tokenizers import Tokenizer
 
 
 class FeatureExtractor:
     """Load once, call many times: `extractor(prompts, responses) -> (n, d) float32`."""
 
     def __init__(self, artifact: Artifact, device: str = "auto", precision: str = "auto",
-                 threads: int | None = None, batch_size: int = 32):
+                 threads: int | None = None, batch_size: int = 32, max_length: int | None = None):
         self.artifact = artifact
         self.device = choose_device(device)
         self.precision = choose_precision(artifact, self.device, precision)
-        path = artifact.model_path(self.precision)
-        artifact.verify(path.name)
-        tokenizer = load_tokenizer_file(artifact.root / "tokenizer.json")
-        if tokenizer is None:
-            raise FileNotFoundError(f"{artifact.root}/tokenizer.json: missing")
-        truncation = artifact.manifest["truncation"]["strategy"]
-        self.tokenizer = PairTokenizer(tokenizer, artifact.max_length, truncation,
-                                       pad_id=artifact.manifest.get("pad_token_id", 0))
-        self.session = make_session(path, self.device, threads)
+        # The bytes that are hashed are the bytes that run: no second read of a path that could change.
+        graph = artifact.read_verified(artifact.model_path(self.precision).name)
+        tokenizer = Tokenizer.from_str(artifact.read_verified("tokenizer.json").decode("utf-8"))
+        manifest = artifact.manifest
+        # max_length: the artifact's unless overridden (rfm bench times longer inputs than it was exported for)
+        self.tokenizer = PairTokenizer(tokenizer, max_length or artifact.max_length, manifest.truncation.strategy,
+                                       pad_id=manifest.pad_token_id)
+        self.session = make_session(graph, self.device, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.batch_size = int(batch_size)
         self.dim = artifact.features

@@ -52,7 +52,7 @@ def choose_precision(artifact: Artifact, device: str, precision: str) -> str:
 CPU_SKIPPED_FUSIONS = ("SkipLayerNormFusion", "BiasGeluFusion")
 
 
-def make_session(path: str | os.PathLike, device: str, threads: int | None = None,
+def make_session(path: str | os.PathLike | bytes, device: str, threads: int | None = None,
                  options: ort.SessionOptions | None = None) -> ort.InferenceSession:
     """An InferenceSession with full graph optimisation in memory (nothing hardware-specific is saved).
 
@@ -68,4 +68,5 @@ def make_session(path: str | os.PathLike, device: str, threads: int | None = Non
         providers, skipped = ["CUDAExecutionProvider", "CPUExecutionProvider"], []
     else:
         providers, skipped = ["CPUExecutionProvider"], list(CPU_SKIPPED_FUSIONS)
-    return ort.InferenceSession(str(path), options, providers=providers, disabled_optimizers=skipped)
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, options, providers=providers, disabled_optimizers=skipped)

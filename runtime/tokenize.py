@@ -64,6 +64,11 @@ class PairTokenizer:
             raise FileNotFoundError(f"{path}: no tokenizer.json")
         return cls(tok, max_length, strategy, pad_id)
 
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a tokenizer.json that encodes exactly as this object does (no padding, truncation at
+        max_length, longest_first): what another runtime (C#, JS, Rust) embedding the graph must load."""
+        self._tok.save(str(path))
+
     def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Encoding]:
         """Tokenise pairs (in parallel, in Rust); no padding."""
         return self._tok.encode_batch(list(zip(prompts, responses, strict=True)))

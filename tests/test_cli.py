@@ -12,7 +12,7 @@ from conftest import ROOT
 from rfm.cli.main import cli
 
 COMMANDS = [["data", "convert"], ["data", "split"], ["data", "synth"], ["data", "stats"], ["train"], ["export"],
-            ["eval"], ["adapt"], ["feedback"], ["score"], ["rerank"], ["users", "list"], ["bench"], ["demo"]]
+            ["eval"], ["adapt"], ["feedback"], ["score"], ["rerank"], ["users", "list"], ["check"], ["bench"], ["demo"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -30,3 +30,25 @@ def test_readme_cli_reference_is_in_sync():
 def test_unknown_option_is_usage_error():
     result = CliRunner().invoke(cli, ["train", "x.jsonl", "-o", "y", "--nope"])
     assert result.exit_code == 2
+
+
+def test_check_verifies_an_artifact_and_fails_with_exit_1_when_features_differ(tiny_artifact, tmp_path):
+    import json
+    import shutil
+
+    from rfm.runtime.artifact import sha256_file
+
+    result = CliRunner().invoke(cli, ["check", str(tiny_artifact), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ok"] and [r["precision"] for r in report["conformance"]] == ["fp32", "int8"]
+    copy = tmp_path / "art"
+    shutil.copytree(tiny_artifact, copy)
+    data = json.loads((copy / "conformance.json").read_text())
+    data["cases"][0]["input_ids"][1] += 1
+    (copy / "conformance.json").write_text(json.dumps(data))
+    manifest = json.loads((copy / "rfm.json").read_text())
+    manifest["files"]["conformance.json"] = sha256_file(copy / "conformance.json")
+    (copy / "rfm.json").write_text(json.dumps(manifest))
+    result = CliRunner().invoke(cli, ["check", str(copy)])
+    assert result.exit_code == 1 and "tokens DIFFER" in result.output

@@ -11,6 +11,7 @@ import pytest
 from conftest import train_tiny
 from rfm.export.build import export_run
 from rfm.runtime.artifact import ArtifactError, load_artifact, sha256_file
+from rfm.runtime.manifest import graphs_fingerprint
 
 
 def test_artifact_files_and_manifest(tiny_artifact):
@@ -20,8 +21,9 @@ def test_artifact_files_and_manifest(tiny_artifact):
     assert manifest["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
     for name, digest in manifest["files"].items():
         assert sha256_file(tiny_artifact / name) == digest
-    assert manifest["fingerprint"] == manifest["files"]["model.onnx"]
-    assert {"tokenizer.json", "population.npz"} <= set(manifest["files"])
+    assert manifest["fingerprint_scheme"] == "graphs-sha256"
+    assert manifest["fingerprint"] == graphs_fingerprint(manifest["precisions"], manifest["files"])
+    assert {"tokenizer.json", "conformance.json", "population.npz"} <= set(manifest["files"])
     val = manifest["validation"]
     assert val["fp32_vs_torch_max_abs_diff"] <= 1e-4
     assert val["int8"]["mean_cosine"] >= 0.99 and val["int8"]["pair_agreement"] >= 0.98
@@ -74,10 +76,10 @@ def test_unknown_format_version_is_refused(tiny_artifact, tmp_path):
 def test_baseline_and_linear_probe_export_through_the_same_command(tiny_backbone, scenario2_split, tmp_path,
                                                                      tiny_baseline_run):
     manifest = export_run(tiny_baseline_run, tmp_path / "bt", ["fp32", "int8"], log=lambda m: None)
-    assert manifest["features"] == 1 and manifest["adaptive"] is False
+    assert manifest.features == 1 and manifest.adaptive is False
     train_tiny(tiny_backbone, scenario2_split / "train.jsonl", tmp_path / "probe_run", kind="linear-probe")
     manifest = export_run(tmp_path / "probe_run", tmp_path / "probe", ["fp32"], log=lambda m: None)
-    assert manifest["features"] == 193 and manifest["kind"] == "linear-probe"  # layers: 3 x 64 + log length
+    assert manifest.features == 193 and manifest.kind == "linear-probe"  # layers: 3 x 64 + log length
     assert load_artifact(tmp_path / "probe", verify="all").features == 193
 
 
@@ -119,7 +121,7 @@ def test_backbone_without_token_types_trains_exports_and_runs(scenario2_split, t
     assert summary["config"]["pooling"] == "mean"
     assert "no token_type_ids" in capsys.readouterr().err
     manifest = export_run(tmp_path / "run", tmp_path / "art", ["fp32", "int8"], log=lambda m: None)
-    assert manifest["inputs"] == ["input_ids", "attention_mask"]
+    assert manifest.inputs == ["input_ids", "attention_mask"]
     extractor = FeatureExtractor(load_artifact(tmp_path / "art"), device="cpu", precision="fp32")
     prompts, responses = ["a prompt", "another, longer prompt " * 20], ["short", "a longer answer " * 10]
     ours = extractor(prompts, responses)
@@ -129,3 +131,84 @@ def test_backbone_without_token_types_trains_exports_and_runs(scenario2_split, t
         for i in range(len(prompts)):
             batch = {k: torch.from_numpy(v) for k, v in tok([prompts[i]], [responses[i]]).items()}
             np.testing.assert_allclose(ours[i], model(**batch)["features"].numpy()[0], atol=1e-4)
+
+
+def _edited(tiny_artifact, tmp_path, edit) -> object:
+    copy = tmp_path / "art"
+    shutil.copytree(tiny_artifact, copy)
+    manifest = json.loads((copy / "rfm.json").read_text())
+    edit(manifest)
+    (copy / "rfm.json").write_text(json.dumps(manifest))
+    return copy
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda m: m["precisions"].update(int8="../other/model_int8.onnx"), "precisions"),
+    (lambda m: m["files"].update({"../x.onnx": "0" * 64}), "files"),
+    (lambda m: m.update(features="8"), "features"),
+    (lambda m: m.update(features=0), "features"),
+    (lambda m: m.update(max_length=10 ** 9), "max_length"),
+    (lambda m: m.update(truncation={"strategy": ""}), "truncation"),
+    (lambda m: m.update(precisions={}), "precisions"),
+    (lambda m: m.update(inputs="input_ids"), "inputs"),
+    (lambda m: m.update(adaptive="yes"), "adaptive"),
+    (lambda m: m.update(training=[1]), "training"),
+])
+def test_hand_edited_manifest_is_refused_naming_the_field(tiny_artifact, tmp_path, edit, field):
+    with pytest.raises(ArtifactError, match=f"field '{field}'"):
+        load_artifact(_edited(tiny_artifact, tmp_path, edit))
+
+
+def test_a_graph_cannot_be_swapped_under_users_weights(tiny_artifact, tmp_path):
+    """Pointing int8 at another graph and fixing its hash changes what the fingerprint must be."""
+    def swap(manifest):
+        manifest["files"]["model_int8.onnx"] = manifest["files"]["model.onnx"]
+    with pytest.raises(ArtifactError, match="field 'fingerprint'"):
+        load_artifact(_edited(tiny_artifact, tmp_path, swap))
+
+
+def test_what_is_verified_is_what_runs(tiny_artifact, tmp_path, monkeypatch):
+    """The extractor hashes the bytes it hands to onnxruntime: no second read of the path."""
+    import rfm.runtime.features as features
+
+    copy = tmp_path / "art"
+    shutil.copytree(tiny_artifact, copy)
+    artifact = load_artifact(copy)
+    seen = []
+    real = features.make_session
+    monkeypatch.setattr(features, "make_session", lambda model, *a, **k: seen.append(model) or real(model, *a, **k))
+    features.FeatureExtractor(artifact, device="cpu", precision="int8")
+    assert isinstance(seen[0], bytes) and sha256_file(copy / "model_int8.onnx") == artifact.manifest.files[
+        "model_int8.onnx"]
+
+
+def test_tokenizer_json_encodes_like_the_runtime_and_conformance_holds(tiny_artifact):
+    """Another runtime loading tokenizer.json gets the runtime's token ids; this runtime passes conformance."""
+    from rfm.runtime.conformance import check_conformance
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tiny_artifact / "tokenizer.json"))
+    assert tok.padding is None and tok.truncation["max_length"] == load_artifact(tiny_artifact).max_length
+    data = json.loads((tiny_artifact / "conformance.json").read_text())
+    for case in data["cases"]:
+        assert tok.encode(case["prompt"], case["response"]).ids == case["input_ids"]
+    long = tok.encode("p " * 400, "r " * 400)
+    assert len(long.ids) == load_artifact(tiny_artifact).max_length
+    for precision in ("fp32", "int8"):
+        report = check_conformance(load_artifact(tiny_artifact), precision)
+        assert report["ok"] and report["tokens_match"] and report["cases"] == 4
+
+
+def test_conformance_fails_when_features_differ(tiny_artifact, tmp_path):
+    from rfm.runtime.conformance import check_conformance
+
+    copy = tmp_path / "art"
+    shutil.copytree(tiny_artifact, copy)
+    data = json.loads((copy / "conformance.json").read_text())
+    data["features"]["fp32"] = (-np.asarray(data["features"]["fp32"])).tolist()
+    (copy / "conformance.json").write_text(json.dumps(data))
+    manifest = json.loads((copy / "rfm.json").read_text())
+    manifest["files"]["conformance.json"] = sha256_file(copy / "conformance.json")
+    (copy / "rfm.json").write_text(json.dumps(manifest))
+    report = check_conformance(load_artifact(copy), "fp32")
+    assert not report["ok"] and report["min_cosine"] < 0

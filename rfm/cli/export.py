@@ -34,11 +34,11 @@ def export(run: str, output: str, precision: str, opset: int, validation_data: s
     manifest = export_run(run, output, precisions, opset=opset, validation_data=validation_data,
                           quant_target=quantization, overwrite=overwrite, log=lambda m: None if as_json else info(m))
     if as_json:
-        echo_json({"output": output, **manifest})
+        echo_json({"output": output, **manifest.to_json()})
         return
-    val = manifest["validation"]
-    line = f"wrote {output}: d={manifest['features']}, fp32 vs torch {val['fp32_vs_torch_max_abs_diff']:.1e}"
+    val = manifest.validation
+    line = f"wrote {output}: d={manifest.features}, fp32 vs torch {val['fp32_vs_torch_max_abs_diff']:.1e}"
     if "int8" in val:
         line += f", int8 cosine {val['int8']['mean_cosine']:.4f}, agreement {val['int8']['pair_agreement']:.3f}"
-    sizes = ", ".join(f"{p} {manifest['sizes_bytes'][f] / 1e6:.1f} MB" for p, f in manifest["precisions"].items())
-    info(f"{line}; {sizes}; {manifest['export']['seconds']:.1f}s")
+    sizes = ", ".join(f"{p} {manifest.sizes_bytes[f] / 1e6:.1f} MB" for p, f in manifest.precisions.items())
+    info(f"{line}; {sizes}; {manifest.export['seconds']:.1f}s")

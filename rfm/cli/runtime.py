@@ -284,7 +284,7 @@ def bench(artifact, device, precision, batch, seq_len, threads, repeats, warmup,
 
     torch_run = None
     if compare == "torch":
-        torch_run = run_dir or load_artifact(artifact).manifest.get("export", {}).get("source_run")
+        torch_run = run_dir or load_artifact(artifact).manifest.export.get("source_run")
         if not torch_run or not Path(torch_run).is_dir():
             raise UsageError("--compare torch: pass --run RUN (the run dir this artifact was exported from)")
     result = run_bench(artifact, str_list(device, "--device", ("cpu", "cuda")),
@@ -299,3 +299,33 @@ def bench(artifact, device, precision, batch, seq_len, threads, repeats, warmup,
         click.echo(markdown_table(result))
     if plot_path:
         plot(result, plot_path)
+
+
+@click.command("check")
+@click.argument("artifact", type=click.Path(file_okay=False))
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=None, help="onnxruntime intra-op threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def check(artifact, device, threads, as_json) -> None:
+    """Verify ARTIFACT on this machine: the manifest, every file's sha256, and that this runtime reproduces the
+    exported tokens and features (conformance.json) with each precision the device runs (CPU: fp32, int8;
+    CUDA: fp16, fp32). Exits 1 if any check fails."""
+    from rfm.errors import RfmError
+    from rfm.runtime import load_artifact
+    from rfm.runtime.conformance import check_conformance
+
+    art = load_artifact(artifact, verify="all")
+    skip = "fp16" if device == "cpu" else "int8"  # fp16 is a GPU precision; int8 graphs are CPU graphs
+    runs = [p for p in art.precisions if p != skip]
+    reports = [check_conformance(art, p, device, threads) for p in runs]
+    result = {"artifact": str(artifact), "fingerprint": art.fingerprint, "files_verified": len(art.manifest.files),
+              "conformance": reports, "ok": all(r["ok"] for r in reports)}
+    if as_json:
+        echo_json(result)
+    else:
+        info(f"{artifact}: manifest and {result['files_verified']} files verified")
+        for r in reports:
+            info(f"  {r['precision']} on {r['device']}: tokens {'match' if r['tokens_match'] else 'DIFFER'}, "
+                 f"min cosine {r['min_cosine']:.5f} (needs >= {r['required']}): {'ok' if r['ok'] else 'FAILED'}")
+    if not result["ok"]:
+        raise RfmError(f"{artifact}: this runtime does not reproduce the exported features (see above)")
