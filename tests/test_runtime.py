@@ -30,6 +30,22 @@ def test_runtime_never_imports_the_training_stack():
     assert out.stdout.strip() == ""
 
 
+def test_runtime_writes_nothing_outside_its_store(tiny_artifact, tmp_path):
+    """onnxruntime's device id and telemetry queue are never created: rfm opts out before it initialises."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORT_")}
+    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "home" / ".cache"),
+               RFM_HOME=str(tmp_path / "store"))
+    code = ("from rfm.runtime import RewardModel\n"
+            f"rm = RewardModel.load({str(tiny_artifact)!r}, device='cpu')\n"
+            "rm.feedback('u', 'p', 'a good answer', 'a bad one')\n"
+            "print(rm.rerank('u', 'p', ['x', 'y'])[0].text)")
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    written = [p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()]
+    assert written and all(p.parts[0] == "store" for p in written), written
+
+
 @pytest.mark.parametrize("max_length", [64, 256])
 def test_token_ids_match_transformers_on_real_text(tldr_pairs_path, max_length):
     from rfm.data.convert import ConvertReport, convert
