@@ -52,3 +52,14 @@ def test_check_verifies_an_artifact_and_fails_with_exit_1_when_features_differ(t
     (copy / "rfm.json").write_text(json.dumps(manifest))
     result = CliRunner().invoke(cli, ["check", str(copy)])
     assert result.exit_code == 1 and "tokens DIFFER" in result.output
+
+
+def test_os_errors_are_one_line_naming_the_path(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    src = tmp_path / "src.jsonl"
+    src.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    result = CliRunner().invoke(cli, ["data", "synth", str(src), "--scenario", "2", "-o",
+                                      str(tmp_path / "a_file" / "out.jsonl")])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("rfm: error:")]
+    assert len(lines) == 1 and "a_file" in lines[0] and "Traceback" not in result.output

@@ -20,9 +20,43 @@ class RfmGroup(click.Group):
         except RfmError as exc:
             click.echo(f"rfm: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            if isinstance(exc, BrokenPipeError):
+                raise
+            message, code = describe_os_error(exc)
+            click.echo(f"rfm: error: {message}", err=True)
+            ctx.exit(code)
         except BrokenPipeError:
             sys.stderr.close()
             ctx.exit(1)
+
+
+# OS errors the user can fix (a path, a permission, a full disk): exit 2 with a hint; anything else: exit 1.
+_OS_HINTS = {
+    FileNotFoundError: "no such file or folder; check the path",
+    NotADirectoryError: "a part of this path is a file, not a folder; choose another path",
+    IsADirectoryError: "this is a folder where a file is needed; choose another path",
+    FileExistsError: "something is already there; choose another path or remove it",
+    PermissionError: "permission denied; choose a path you can write to (or fix its permissions)",
+}
+
+
+def describe_os_error(exc: OSError) -> tuple[str, int]:
+    """One line naming the path and what to do, and the exit code (2: the user's environment, 1: otherwise)."""
+    import errno
+
+    path = exc.filename if exc.filename is not None else "?"
+    if exc.filename2 is not None:
+        path = f"{path} -> {exc.filename2}"
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{path}: {reason} (disk full; free space and run again: nothing was half-written)", 1
+    if exc.errno == errno.EROFS:
+        return f"{path}: {reason} (read-only file system; choose a writable path)", 2
+    for kind, hint in _OS_HINTS.items():
+        if isinstance(exc, kind):
+            return f"{path}: {reason} ({hint})", 2
+    return f"{path}: {reason}", 1
 
 
 def int_list(value: str, option: str) -> list[int]:
