@@ -29,7 +29,8 @@ def write_conformance(path: str | os.PathLike, tokenizer: PairTokenizer, texts: 
     encodings = tokenizer.encode([p for p, _ in chosen], [r for _, r in chosen])
     data = {
         "about": "Each case: tokenise (prompt, response) as a pair with tokenizer.json (no padding; it truncates at "
-                 "max_length, longest_first), run the graph on input_ids, attention_mask (all ones) and, if the "
+                 "max_length, longest_first; rfm first cuts each text to 64 x max_length characters, which changes "
+                 "nothing for ordinary text), run the graph on input_ids, attention_mask (all ones) and, if the "
                  "graph takes them, token_type_ids; the features' cosine with features[precision][i] must be >= "
                  "min_cosine[precision] (fp16: compare with fp32).",
         "max_length": tokenizer.max_length,

@@ -41,15 +41,22 @@ def load_tokenizer_file(name: str | os.PathLike) -> Tokenizer | None:
     return Tokenizer.from_file(str(path)) if path.is_file() else None
 
 
+CHARS_PER_TOKEN = 64
+
+
 class PairTokenizer:
     """Encode (prompt, response) pairs into padded numpy batches for the feature graph."""
 
     def __init__(self, tokenizer: Tokenizer, max_length: int, strategy: str = TRUNCATION_STRATEGY,
-                 pad_id: int | None = None):
+                 pad_id: int | None = None, max_chars: int | None = None):
         if strategy != TRUNCATION_STRATEGY:
             raise ValueError(f"unknown truncation strategy {strategy!r} (this rfm knows {TRUNCATION_STRATEGY})")
         self.max_length = int(max_length)
         self.strategy = strategy
+        # Texts are cut to this many characters before tokenising, so a 5 MB input costs what a long one
+        # does: at CHARS_PER_TOKEN characters per token each text still yields >= max_length tokens (English
+        # averages ~4), so what the model sees is unchanged for any ordinary text.
+        self.max_chars = int(max_chars) if max_chars else CHARS_PER_TOKEN * self.max_length
         self._tok = Tokenizer.from_str(tokenizer.to_str())
         self._tok.no_padding()
         self._tok.enable_truncation(self.max_length, strategy=strategy, direction="right")
@@ -71,7 +78,8 @@ class PairTokenizer:
 
     def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Encoding]:
         """Tokenise pairs (in parallel, in Rust); no padding."""
-        return self._tok.encode_batch(list(zip(prompts, responses, strict=True)))
+        cap = self.max_chars
+        return self._tok.encode_batch([(p[:cap], r[:cap]) for p, r in zip(prompts, responses, strict=True)])
 
     def pad(self, encodings: Sequence[Encoding]) -> dict[str, np.ndarray]:
         """Right-pad encodings to the longest in the batch: input_ids, attention_mask, token_type_ids (int64)."""

@@ -181,3 +181,24 @@ def test_cpu_sessions_leave_layer_norm_unfused(tmp_path):
     assert "SkipLayerNormalization" in plain  # what we avoid: onnxruntime fuses by default
     ours = optimised_ops(lambda o: make_session(path, "cpu", options=o))
     assert "SkipLayerNormalization" not in ours and "LayerNormalization" in ours
+
+
+def test_huge_texts_are_cut_before_tokenising_without_changing_ordinary_ones():
+    from rfm.runtime.tokenize import PairTokenizer, load_tokenizer_file
+
+    tok = PairTokenizer(load_tokenizer_file("minilm"), 256)
+    uncapped = PairTokenizer(load_tokenizer_file("minilm"), 256, max_chars=10 ** 9)
+    ordinary = ("What should I cook tonight? " * 40, "A long, careful answer with some detail. " * 300)
+    assert tok.encode(*map(list, zip(ordinary)))[0].ids == uncapped.encode(*map(list, zip(ordinary)))[0].ids
+    huge = "word " * 1_000_000  # 5 MB
+    cut = tok.max_chars
+    assert cut == 64 * 256
+    assert tok.encode(["p"], [huge])[0].ids == uncapped.encode(["p"], [huge[:cut]])[0].ids
+
+
+def test_data_stats_counts_each_texts_own_tokens(tmp_path):
+    src = tmp_path / "d.jsonl"
+    src.write_text('{"prompt": "hi", "chosen": "a short answer", "rejected": "no"}\n')
+    result = CliRunner().invoke(cli, ["data", "stats", str(src), "--json"])
+    stats = json.loads(result.output)
+    assert stats["prompt_length"]["max"] == 1 and stats["response_length"]["max"] == 3

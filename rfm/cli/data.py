@@ -123,6 +123,8 @@ def stats(src: str, tokenizer: str, as_json: bool) -> None:
 
         tok = load_tokenizer_file(tokenizer)
         if tok is not None:
+            tok.no_padding()  # the bundled tokenizer.json pads to 128: lengths must be the text's own
+            tok.no_truncation()
             def count(text: str) -> int:
                 return len(tok.encode(text, add_special_tokens=False).ids)
             unit = "tokens"
