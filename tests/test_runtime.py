@@ -112,9 +112,18 @@ def test_cli_rerank_feedback_users(tiny_artifact, tmp_path):
     runner = CliRunner()
     store = ["--store", str(tmp_path / "store")]
     result = runner.invoke(cli, ["rerank", str(tiny_artifact), "--user", "zoe", "--prompt", "p", "-", "--json",
-                                 *store], input="first answer\nsecond answer\n{\"text\": \"third\"}\n")
+                                 *store], input="first answer\nsecond answer\n\"quoted\" third\n")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["candidates"]
+    assert sorted(r["text"] for r in rows) == ['"quoted" third', "first answer", "second answer"]
+    (tmp_path / "c.jsonl").write_text('{"text": "from jsonl"}\n"a string"\n')
+    result = runner.invoke(cli, ["score", str(tiny_artifact), "--user", "zoe", "--prompt", "p",
+                                 str(tmp_path / "c.jsonl"), "--json", *store])
+    assert [r["text"] for r in json.loads(result.stdout)["candidates"]] == ["from jsonl", "a string"]
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    result = runner.invoke(cli, ["score", str(tiny_artifact), "--user", "zoe", "--prompt", "p",
+                                 str(tmp_path / "latin1.txt"), *store])
+    assert result.exit_code == 2 and "not UTF-8" in result.stderr
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
     result = runner.invoke(cli, ["feedback", str(tiny_artifact), "--user", "zoe", "--prompt", "p",
                                  "--chosen", "second answer", "--rejected", "first answer", *store])

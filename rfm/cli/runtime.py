@@ -36,33 +36,41 @@ def load_model(artifact: str, store, device, precision, threads, prior):
     return RewardModel.load(artifact, device=device, precision=precision, threads=threads, store=store, prior=prior)
 
 
-def read_candidates(source: str) -> list[str]:
-    """Candidates from a file or '-' (stdin): one per line, or JSONL with a 'text'/'response' field or strings."""
-    if source == "-":
-        lines = sys.stdin.read().splitlines()
-        name = "<stdin>"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise UsageError(f"{source}: no such candidates file")
-        lines = path.read_text(encoding="utf-8").splitlines()
-        name = source
+def read_candidates(source: str, fmt: str = "auto") -> list[str]:
+    """Candidates from a file or '-' (stdin). `fmt` lines: every non-empty line is one candidate, verbatim;
+    jsonl: one JSON string or object with a 'text' (or 'response') field per line; auto: jsonl for
+    files ending in .jsonl/.json, lines otherwise (stdin included), so no plain text is ever read as JSON."""
+    name = "<stdin>" if source == "-" else source
+    if fmt == "auto":
+        fmt = "jsonl" if source != "-" and Path(source).suffix.lower() in (".jsonl", ".json") else "lines"
+    try:
+        if source == "-":
+            raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise UsageError(f"{source}: no such candidates file")
+            raw = path.read_bytes()
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{name}: not UTF-8 text (byte {exc.start}); save the candidates as UTF-8") from None
     candidates = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        if line.lstrip().startswith(("{", '"')):
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{name}:{n}: bad JSON ({exc.msg})") from None
-            if isinstance(value, dict):
-                value = value.get("text", value.get("response"))
-            if not isinstance(value, str) or not value.strip():
-                raise UsageError(f"{name}:{n}: expected a string or an object with a 'text' field")
-            candidates.append(value)
-        else:
+        if fmt == "lines":
             candidates.append(line)
+            continue
+        try:
+            value = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise UsageError(f"{name}:{n}: bad JSON ({getattr(exc, 'msg', 'too deeply nested')}); "
+                             "use --format lines for plain text") from None
+        if isinstance(value, dict):
+            value = value.get("text", value.get("response"))
+        if not isinstance(value, str) or not value.strip():
+            raise UsageError(f"{name}:{n}: expected a string or an object with a 'text' field")
+        candidates.append(value)
     if not candidates:
         raise UsageError(f"{name}: no candidates")
     return candidates
@@ -116,10 +124,14 @@ def _score_command(name: str, doc: str, top_k_option: bool) -> click.Command:
     @click.option("--user", required=True)
     @click.option("--prompt", required=True)
     @click.argument("candidates", default="-")
+    @click.option("--format", "fmt", type=click.Choice(["auto", "lines", "jsonl"]), default="auto",
+                  show_default=True, help="How CANDIDATES is read: lines (one candidate per line, verbatim), "
+                  "jsonl (a JSON string or {\"text\": ...} per line); auto: jsonl for .jsonl/.json files, "
+                  "lines otherwise (stdin too).")
     @click.option("--json", "as_json", is_flag=True)
     @runtime_options
-    def command(artifact, user, prompt, candidates, as_json, top_k=None, **rt) -> None:
-        texts = read_candidates(candidates)
+    def command(artifact, user, prompt, candidates, fmt, as_json, top_k=None, **rt) -> None:
+        texts = read_candidates(candidates, fmt)
         model = load_model(artifact, **rt)
         ranked = model.rerank(user, prompt, texts, top_k=top_k)
         if not top_k_option:
@@ -142,8 +154,8 @@ def _score_command(name: str, doc: str, top_k_option: bool) -> click.Command:
     return click.command(name)(command)
 
 
-rerank = _score_command("rerank", "Rank CANDIDATES (file with one per line or JSONL, or - for stdin) for USER, "
-                                  "best first.", True)
+rerank = _score_command("rerank", "Rank CANDIDATES (a file, or - for stdin; see --format) for USER, best first.",
+                        True)
 score = _score_command("score", "Score CANDIDATES (file or -) for USER, in input order.", False)
 
 
