@@ -13,17 +13,33 @@ from typing import IO
 from rfm.errors import UsageError
 
 
+def _process_umask() -> int:
+    """The umask, read once at import (reading it means setting it: racy in a threaded app, so only here)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
+
+
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open a temp file beside `path`; on success fsync and rename it over `path`, else remove it."""
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8",
+                private: bool = False) -> Iterator[IO]:
+    """Open a temp file beside `path`; on success fsync and rename it over `path`, else remove it.
+
+    The file gets the usual permissions (0666 less the umask), or owner-only with `private` (a person's data).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     binary = "b" in mode
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
+        if not private:  # mkstemp makes 0600
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o666 & ~_UMASK)
+            else:  # Windows before Python 3.13: only the read-only bit exists there anyway
+                os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
             yield handle
             handle.flush()

@@ -69,20 +69,33 @@ def user_file_name(user_id: str) -> str:
     return hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()[:40] + ".json"
 
 
+def _acquire(path: Path) -> int:
+    """Open and lock `path`; retry if it was unlinked (by `delete`) while we waited, so the lock we hold
+    is always the file at `path` and two writers can never hold different inodes of one lock."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        if os.name == "nt":  # pragma: no cover - exercised on Windows only (an open file cannot be unlinked)
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+            return fd
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive advisory lock held on `path` (created if needed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _acquire(path)
     try:
-        if os.name == "nt":  # pragma: no cover - exercised on Windows only
-            import msvcrt
-
-            msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock
@@ -126,7 +139,7 @@ class UserStore:
                 raise ValueError("NaN or inf in the weights")
             record = UserRecord(str(data["user_id"]), str(data["fingerprint"]), w, deltas,
                                 int(data["feedback_total"]), float(data["created"]), float(data["updated"]))
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError, RecursionError) as exc:
             raise StoreError(f"{path}: corrupt user file ({exc}); it was left untouched — move it away or "
                              "delete this user") from None
         if record.fingerprint != self.fingerprint:
@@ -143,24 +156,47 @@ class UserStore:
         record.deltas = record.deltas[-self.max_deltas :]
         record.updated = time.time()
         path = self.path(record.user_id)
-        with atomic_open(path) as handle:
+        with atomic_open(path, private=True) as handle:
             json.dump(record.to_json(), handle, allow_nan=False)
+        self._remove_stale_temp_files(path)
         return path
 
+    @staticmethod
+    def _remove_stale_temp_files(path: Path, older_than_s: float = 600.0) -> None:
+        """Temp files a killed writer left beside this user's file (a live writer's is younger)."""
+        now = time.time()
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                if now - tmp.stat().st_mtime > older_than_s:
+                    tmp.unlink()
+
     def users(self) -> list[UserRecord]:
-        """All readable users of this artifact (bad files are reported by `read`, skipped here)."""
-        records = []
+        """All readable users of this artifact (`scan` also says which files could not be read)."""
+        return self.scan()[0]
+
+    def scan(self) -> tuple[list[UserRecord], list[StoreError]]:
+        """Readable users, and one error naming the file for each user file that could not be read."""
+        records, problems = [], []
         if self.folder.is_dir():
             for path in sorted(self.folder.glob("*.json")):
-                with contextlib.suppress(StoreError):
+                try:
                     if (record := self._read_path(path)) is not None:
                         records.append(record)
-        return records
+                except StoreError as exc:
+                    problems.append(exc)
+                except OSError as exc:
+                    problems.append(StoreError(f"{path}: unreadable ({exc.strerror or exc})"))
+        return records, problems
 
     def delete(self, user_id: str) -> bool:
-        """Remove everything stored for the user; True if something was removed."""
+        """Remove everything stored for the user (data, lock, leftover temp files); True if data was removed.
+
+        The lock file is unlinked while held: a writer that was waiting on it sees that its lock is no
+        longer the file at that path and takes the new one (`_acquire`), so the lock protocol stays sound."""
         with self.locked(user_id) as path:
             existed = path.exists()
             path.unlink(missing_ok=True)
-        path.with_suffix(".lock").unlink(missing_ok=True)
+            self._remove_stale_temp_files(path, older_than_s=0.0)
+            with contextlib.suppress(OSError):  # Windows cannot unlink an open file: the empty lock stays
+                path.with_suffix(".lock").unlink()
         return existed

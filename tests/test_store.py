@@ -126,3 +126,64 @@ def test_stored_deltas_are_bounded(tmp_path):
         store.write(UserRecord("fay", FP, np.ones(2), np.arange(40.0).reshape(20, 2), feedback_total=20))
     record = store.read("fay")
     assert len(record.deltas) == 10 and record.deltas[0, 0] == 20.0 and record.feedback_total == 20
+
+
+def hold_lock_exclusively(root: str, n: int) -> None:
+    """Inside the lock, create a marker that must not exist: two holders at once would fail here."""
+    store = UserStore(FP, 4, root)
+    marker = os.path.join(root, "inside")
+    for _ in range(n):
+        with store.locked("carol"):
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            time.sleep(0.001)
+            os.close(fd)
+            os.unlink(marker)
+
+
+def delete_repeatedly(root: str, n: int) -> None:
+    store = UserStore(FP, 4, root)
+    for _ in range(n):
+        with store.locked("carol"):
+            store.write(UserRecord("carol", FP, np.zeros(4), np.zeros((1, 4))))
+        store.delete("carol")
+
+
+def test_delete_removes_the_lock_yet_writers_stay_mutually_exclusive(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=hold_lock_exclusively, args=(str(tmp_path), 150)) for _ in range(2)]
+    procs.append(ctx.Process(target=delete_repeatedly, args=(str(tmp_path), 150)))
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    store = UserStore(FP, 4, tmp_path)
+    with store.locked("carol"):
+        store.write(UserRecord("carol", FP, np.zeros(4), np.zeros((1, 4))))
+    assert store.delete("carol")
+    assert not [p for p in store.folder.iterdir() if p.name.startswith(store.path("carol").stem)]
+
+
+def test_list_reports_unreadable_files_and_still_lists_the_rest(tmp_path):
+    store = UserStore(FP, 2, tmp_path)
+    for user in ("ann", "ben"):
+        with store.locked(user):
+            store.write(UserRecord(user, FP, np.zeros(2), np.zeros((0, 2))))
+    bad = store.path("ben")
+    bad.write_text(bad.read_text().replace('"feedback_total": 0', '"feedback_total": 1e999'))
+    records, problems = store.scan()
+    assert [r.user_id for r in records] == ["ann"] and len(problems) == 1 and bad.name in str(problems[0])
+
+
+def test_user_files_are_owner_only_and_stale_temp_files_go(tmp_path):
+    store = UserStore(FP, 2, tmp_path)
+    path = store.path("dan")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stale = path.parent / f".{path.name}.abc.tmp"
+    stale.write_text("left by a killed writer")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    with store.locked("dan"):
+        store.write(UserRecord("dan", FP, np.zeros(2), np.zeros((0, 2))))
+    assert not stale.exists()
+    if os.name == "posix":
+        assert path.stat().st_mode & 0o777 == 0o600

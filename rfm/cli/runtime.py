@@ -177,14 +177,16 @@ def _store(artifact: str, store: str | None):
 @click.option("--json", "as_json", is_flag=True)
 def users_list(artifact, store, as_json) -> None:
     """Users with stored weights for ARTIFACT."""
-    records = _store(artifact, store).users()
+    records, problems = _store(artifact, store).scan()
     rows = [{"user": r.user_id, "stored": len(r.deltas), "feedback_total": r.feedback_total,
              "updated": r.updated} for r in records]
     if as_json:
-        echo_json({"users": rows})
+        echo_json({"users": rows, "unreadable": [str(p) for p in problems]})
     else:
         for row in rows:
             click.echo(f"{row['user']}\t{row['feedback_total']} choices")
+    for problem in problems:
+        info(f"rfm: warning: {problem}")
 
 
 @users.command("show")
