@@ -106,13 +106,13 @@ class Manifest:
                 raise bad(key, f"must be a string, got {type(value).__name__}")
             return value
 
-        def obj(key: str, default: Any) -> Any:
+        def obj(key: str, default: Any, required: bool = False) -> Any:
             value = data.get(key, default)
-            if value is not None and not isinstance(value, dict):
+            if (value is None and required) or (value is not None and not isinstance(value, dict)):
                 raise bad(key, f"must be an object, got {type(value).__name__}")
             return value
 
-        files = obj("files", {})
+        files = obj("files", {}, required=True)
         if not files:
             raise bad("files", "must list the artifact's files")
         for name, digest in files.items():
@@ -120,7 +120,7 @@ class Manifest:
                 raise bad("files", f"names {name!r}, which is not a plain file name inside the artifact")
             if not isinstance(digest, str) or not SHA256.match(digest):
                 raise bad("files", f"has no sha256 for {name!r}")
-        precisions = obj("precisions", {})
+        precisions = obj("precisions", {}, required=True)
         if "fp32" not in precisions:
             raise bad("precisions", "must name the fp32 graph")
         for precision, name in precisions.items():
@@ -132,7 +132,7 @@ class Manifest:
         if (not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs)
                 or "input_ids" not in inputs):
             raise bad("inputs", "must be a list of input names with 'input_ids'")
-        trunc = obj("truncation", {})
+        trunc = obj("truncation", {}, required=True)
         truncation = Truncation(trunc.get("strategy"), trunc.get("direction", "right"))
         if truncation.strategy not in TRUNCATION_STRATEGIES or truncation.direction not in ("right", "left"):
             raise bad("truncation", f"must have a strategy in {', '.join(TRUNCATION_STRATEGIES)} and a direction "
@@ -157,6 +157,6 @@ class Manifest:
             output=text("output", "features"), fingerprint_scheme=scheme, rfm_version=text("rfm_version"),
             backbone=obj("backbone", {}) or {}, validation=obj("validation", {}) or {}, training=obj("training", None),
             export=obj("export", {}) or {}, sizes_bytes=obj("sizes_bytes", {}) or {}, format=text("format"),
-            format_version=data.get("format_version"),
+            format_version=integer("format_version", 1, 1 << 16) if "format_version" in data else FORMAT_VERSION,
             extra={k: v for k, v in data.items() if k not in known})
         return manifest

@@ -33,15 +33,18 @@ class RewardModel:
     """Personalised reward r_u(x, y) = <phi(x, y), w_u> with per-user weights kept on local disk."""
 
     def __init__(self, artifact: Artifact, extractor: FeatureExtractor, store: UserStore,
-                 prior: str = "population", C: float = 1.0):
+                 prior: str | None = None, C: float = 1.0):
+        if prior not in (None, "population", "none"):
+            raise UsageError(f"--prior must be population or none, got {prior!r}")
         self.artifact, self.extractor, self.store = artifact, extractor, store
         self.population = artifact.population()
+        # None: each user keeps the prior their weights were fitted with (population for a new user).
         self.prior, self.C = prior, C
-        self._adapter: UserAdapter | None = None
+        self._adapters: dict[str, UserAdapter] = {}
 
     @classmethod
     def load(cls, artifact: str | os.PathLike, device: str = "auto", precision: str = "auto",
-             threads: int | None = None, store: str | os.PathLike | None = None, prior: str = "population",
+             threads: int | None = None, store: str | os.PathLike | None = None, prior: str | None = None,
              C: float = 1.0, max_stored: int = 512) -> RewardModel:
         art = load_artifact(artifact)
         extractor = FeatureExtractor(art, device=device, precision=precision, threads=threads)
@@ -52,11 +55,12 @@ class RewardModel:
         """phi for many (prompt, response) pairs, (n, d)."""
         return self.extractor(prompts, responses)
 
-    def adapter(self) -> UserAdapter:
-        """How this model turns a user's choices into w (built once)."""
-        if self._adapter is None:
-            self._adapter = UserAdapter(self.population, self.prior, self.C, adaptive=self.artifact.adaptive)
-        return self._adapter
+    def adapter(self, prior: str | None = None) -> UserAdapter:
+        """How this model turns a user's choices into w under `prior` (default: the model's, else population)."""
+        prior = prior or self.prior or "population"
+        if prior not in self._adapters:
+            self._adapters[prior] = UserAdapter(self.population, prior, self.C, adaptive=self.artifact.adaptive)
+        return self._adapters[prior]
 
     def weights(self, user: str) -> np.ndarray:
         """The user's w: their stored fit, else the population prior mean."""
@@ -65,11 +69,13 @@ class RewardModel:
 
     def score(self, user: str, prompt: str, candidates: Sequence[str]) -> np.ndarray:
         """Rewards of candidate responses for this user."""
-        _check_candidates(candidates)
+        _check_candidates(candidates, prompt=prompt)
         return self.extractor.candidates(prompt, candidates).astype(np.float64) @ self.weights(user)
 
     def rerank(self, user: str, prompt: str, candidates: Sequence[str], top_k: int | None = None) -> list[Ranked]:
         """Candidates best-first under the user's reward (best-of-n is top_k=1)."""
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise UsageError(f"top_k must be a positive integer or None, got {top_k!r}")
         scores = self.score(user, prompt, candidates)
         order = np.argsort(-scores, kind="stable")[: top_k or len(candidates)]
         return [Ranked(int(i), candidates[i], float(scores[i])) for i in order]
@@ -81,7 +87,10 @@ class RewardModel:
 
     def adapt(self, user: str, pairs: Sequence[tuple[str, str, str]], replace: bool = False) -> np.ndarray:
         """Add (prompt, chosen, rejected) choices (or replace all with `replace`) and refit; returns w."""
-        for _prompt, chosen, rejected in pairs:
+        for choice in pairs:
+            if len(choice) != 3 or not all(isinstance(t, str) for t in choice):
+                raise UsageError("a choice is (prompt, chosen, rejected), three strings")
+            _prompt, chosen, rejected = choice
             if not chosen.strip() or not rejected.strip() or chosen.strip() == rejected.strip():
                 raise UsageError("a choice needs two different, non-empty responses")
         prompts = [p for p, _, _ in pairs for _ in (0, 1)]
@@ -94,29 +103,38 @@ class RewardModel:
                 record = UserRecord(user, self.artifact.fingerprint, self.population["mean"].copy(),
                                     np.zeros((0, self.artifact.features)),
                                     feedback_total=0 if record is None else record.feedback_total)
+            record.prior = self.prior or record.prior  # an explicit prior is remembered; else the user's own
             record.deltas = np.vstack([record.deltas, new])[-self.store.max_deltas :]
             record.feedback_total += len(new)
-            record.w = self.fit(record.deltas)
+            record.w = self.fit(record.deltas, record.prior)
             self.store.write(record)
         return record.w
 
-    def fit(self, deltas: np.ndarray) -> np.ndarray:
+    def fit(self, deltas: np.ndarray, prior: str | None = None) -> np.ndarray:
         """MAP weights from feature differences (chosen - rejected); the prior mean for a non-adaptive model."""
-        return self.adapter().fit(deltas)
+        return self.adapter(prior).fit(deltas)
 
     def next_question(self, user: str, prompt: str, candidates: Sequence[str],
                       method: str = "information") -> tuple[int, int]:
         """The pair of candidates whose answer would teach the most about this user's w."""
-        _check_candidates(candidates, at_least=2)
+        _check_candidates(candidates, at_least=2, prompt=prompt)
         phi = self.extractor.candidates(prompt, candidates).astype(np.float64)
         pairs = [(i, j) for i in range(len(candidates)) for j in range(i + 1, len(candidates))]
         deltas = np.array([phi[i] - phi[j] for i, j in pairs])
         record = self.store.read(user)
-        mean, cov = self.adapter().posterior(record.deltas if record is not None else np.zeros((0, len(phi[0]))))
+        mean, cov = self.adapter(record.prior if record is not None else None).posterior(record.deltas if record is not None else np.zeros((0, len(phi[0]))))
         best = rank_queries(deltas, mean, cov, method)[0]
         return pairs[int(best)]
 
 
-def _check_candidates(candidates: Sequence[str], at_least: int = 1) -> None:
-    if isinstance(candidates, str) or len(candidates) < at_least:
+# Candidates per call at most: a reranker's n is 2-64; thousands means a caller's bug (or a hostile one).
+MAX_CANDIDATES = 4096
+
+
+def _check_candidates(candidates: Sequence[str], at_least: int = 1, prompt: str = "") -> None:
+    if not isinstance(prompt, str):
+        raise UsageError(f"the prompt must be a string, got {type(prompt).__name__}")
+    if isinstance(candidates, str) or len(candidates) < at_least or not all(isinstance(c, str) for c in candidates):
         raise UsageError(f"need at least {at_least} candidate response(s) as a list of strings")
+    if len(candidates) > MAX_CANDIDATES:
+        raise UsageError(f"{len(candidates)} candidates in one call; at most {MAX_CANDIDATES} (split them)")

@@ -44,12 +44,13 @@ class UserRecord:
     feedback_total: int = 0
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
+    prior: str = "population"  # the adapter prior w was fitted with; later feedback keeps it
 
     def to_json(self) -> dict:
         return {"format": USER_FORMAT, "format_version": USER_FORMAT_VERSION, "fingerprint": self.fingerprint,
                 "user_id": self.user_id, "d": len(self.w), "w": self.w.tolist(), "deltas": self.deltas.tolist(),
                 "feedback_total": self.feedback_total, "stored": len(self.deltas),
-                "created": self.created, "updated": self.updated}
+                "created": self.created, "updated": self.updated, "prior": self.prior}
 
 
 def _reject_constant(value: str) -> float:
@@ -137,8 +138,11 @@ class UserStore:
                 raise ValueError(f"w has {w.size} values, the artifact has d={self.d}")
             if not (np.all(np.isfinite(w)) and np.all(np.isfinite(deltas))):
                 raise ValueError("NaN or inf in the weights")
+            prior = data.get("prior", "population")
+            if prior not in ("population", "none"):
+                raise ValueError(f"unknown prior {prior!r}")
             record = UserRecord(str(data["user_id"]), str(data["fingerprint"]), w, deltas,
-                                int(data["feedback_total"]), float(data["created"]), float(data["updated"]))
+                                int(data["feedback_total"]), float(data["created"]), float(data["updated"]), prior)
         except (ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError, RecursionError) as exc:
             raise StoreError(f"{path}: corrupt user file ({exc}); it was left untouched — move it away or "
                              "delete this user") from None

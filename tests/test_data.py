@@ -60,11 +60,15 @@ def test_cnndm_rows_use_the_article_as_prompt():
     ({"prompt": 3, "chosen": "a", "rejected": "b"}, "must be a string"),
     ({"prompt": "p", "chosen": "a", "rejected": "b", "user_id": ""}, "user_id"),
     ([1, 2], "JSON object"),
+    ({"prompt": "p\ud800", "chosen": "a", "rejected": "b"}, "lone surrogate"),
+    ({"prompt": "p", "chosen": "a\x00", "rejected": "b"}, "NUL"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
 ])
 def test_reader_rejects_bad_pairs_with_path_and_line(tmp_path, record, reason):
     path = tmp_path / "bad.jsonl"
     good = json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"})
-    path.write_text(good + "\n" + json.dumps(record) + "\n")
+    line = record if isinstance(record, str) else json.dumps(record)
+    path.write_text(good + "\n" + line + "\n")
     with pytest.raises(DataError, match=rf"bad\.jsonl:2: .*{reason}"):
         list(read_pairs(path))
 
@@ -196,3 +200,30 @@ def test_taste_scenario_raters_have_checkable_tastes(ultrafeedback_path, tmp_pat
     brief = [p for p in load_pairs(out) if raters.taste(p.user_id) == "brief"]
     shorter = [raw_attributes(p.chosen)[0] < raw_attributes(p.rejected)[0] for p in brief]
     assert np.mean(shorter) > 0.8
+
+
+TLDR_ROW = {"info": {"id": "t1", "post": "a post", "title": "a title"}, "summaries": [{"text": "one"}, {"text": "two"}],
+            "choice": 0, "worker": "w1", "batch": "b"}
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"choice": 0.0}, "choice"),
+    ({"choice": True}, "choice"),
+    ({"extra": "high"}, "'extra'"),
+    ({"worker": ["w1"]}, "'worker'"),
+    ({"summaries": [{"text": "one\x00"}, {"text": "two"}]}, "NUL"),
+    ({"info": {"post": "a post", "title": 5}}, "title"),
+])
+def test_converters_reject_wrongly_typed_fields(tmp_path, change, reason):
+    src = tmp_path / "tldr.jsonl"
+    src.write_text(json.dumps({**TLDR_ROW, **change}) + "\n")
+    with pytest.raises(DataError, match=rf"tldr\.jsonl:1: .*{reason}"):
+        list(convert("tldr", [src], ConvertReport()))
+
+
+def test_convert_of_an_input_without_pairs_fails_and_writes_nothing(tmp_path):
+    src = tmp_path / "empty.jsonl"
+    src.write_text("\n")
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(cli, ["data", "convert", "--format", "tldr", str(src), "-o", str(out)])
+    assert result.exit_code == 2 and "no pairs" in result.output and not out.exists()

@@ -211,3 +211,28 @@ def test_data_stats_counts_each_texts_own_tokens(tmp_path):
     result = CliRunner().invoke(cli, ["data", "stats", str(src), "--json"])
     stats = json.loads(result.output)
     assert stats["prompt_length"]["max"] == 1 and stats["response_length"]["max"] == 3
+
+
+def test_api_refuses_bad_arguments_with_usage_errors(tiny_artifact, tmp_path):
+    rm = RewardModel.load(tiny_artifact, device="cpu", store=tmp_path)
+    for bad in (-1, 0, 1.5, True):
+        with pytest.raises(UsageError, match="top_k"):
+            rm.rerank("u", "p", ["a", "b"], top_k=bad)
+    with pytest.raises(UsageError, match="three strings"):
+        rm.feedback("u", "p", None, "b")
+    with pytest.raises(UsageError, match="list of strings"):
+        rm.score("u", "p", ["a", 3])
+    with pytest.raises(UsageError, match="prompt must be a string"):
+        rm.score("u", None, ["a"])
+    with pytest.raises(UsageError, match="at most"):
+        rm.score("u", "p", ["x"] * 5000)
+
+
+def test_a_users_prior_is_remembered_by_later_feedback(tiny_artifact, tmp_path):
+    RewardModel.load(tiny_artifact, device="cpu", store=tmp_path, prior="none").feedback("u", "p", "a good one", "bad")
+    later = RewardModel.load(tiny_artifact, device="cpu", store=tmp_path)  # no prior named: the user's own
+    w = later.feedback("u", "p", "another good one", "worse")
+    record = later.store.read("u")
+    assert record.prior == "none"
+    assert np.allclose(w, later.adapter("none").fit(record.deltas))
+    assert not np.allclose(w, later.adapter("population").fit(record.deltas))

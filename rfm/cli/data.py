@@ -45,6 +45,9 @@ def convert(fmt: str, src: tuple[str, ...], output: str, min_gap: float, max_pai
         pairs = jester_pairs(src[0], report, min_gap, max_pairs, seed)
     else:
         pairs = run_convert(fmt, src, report)
+    pairs = list(pairs)  # a bad row stops the conversion before anything is written
+    if not pairs:
+        raise UsageError(f"{', '.join(src)}: no pairs to convert ({report.summary()}); nothing written")
     write_pairs(output, pairs)
     if as_json:
         echo_json({"output": output, "rows": report.rows, "pairs": report.pairs, "dropped": dict(report.dropped)})

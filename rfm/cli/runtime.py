@@ -13,8 +13,10 @@ from rfm.cli.common import RfmGroup, echo_json, info
 from rfm.errors import UsageError
 
 
-def runtime_options(func: Callable) -> Callable:
-    """--store, --device, --precision, --threads, --prior: shared by every runtime command."""
+def runtime_options(func: Callable | None = None, *, prior: bool = True) -> Callable:
+    """--store, --device, --precision, --threads (and --prior where choices are fitted): the runtime commands'."""
+    if func is None:
+        return lambda f: runtime_options(f, prior=prior)
     options = [
         click.option("--store", type=click.Path(file_okay=False), default=None,
                      help="User store root (default: $RFM_HOME, else the platform's user data dir)."),
@@ -22,15 +24,18 @@ def runtime_options(func: Callable) -> Callable:
         click.option("--precision", type=click.Choice(["auto", "fp32", "int8", "fp16"]), default="auto",
                      show_default=True, help="auto: int8 on CPU, fp16 on GPU."),
         click.option("--threads", type=click.IntRange(1), default=None, help="onnxruntime intra-op threads."),
-        click.option("--prior", type=click.Choice(["population", "none"]), default="population", show_default=True,
-                     help="Adapter prior: the population's (empirical Bayes) or plain L2 towards zero."),
     ]
+    if prior:
+        options.append(click.option(
+            "--prior", type=click.Choice(["population", "none"]), default=None,
+            help="Adapter prior: the population's (empirical Bayes) or plain L2 towards zero. It is stored with "
+                 "the user; later feedback keeps it (default: the user's stored prior, else population)."))
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def load_model(artifact: str, store, device, precision, threads, prior):
+def load_model(artifact: str, store, device, precision, threads, prior=None):
     from rfm.runtime import RewardModel
 
     return RewardModel.load(artifact, device=device, precision=precision, threads=threads, store=store, prior=prior)
@@ -129,7 +134,7 @@ def _score_command(name: str, doc: str, top_k_option: bool) -> click.Command:
                   "jsonl (a JSON string or {\"text\": ...} per line); auto: jsonl for .jsonl/.json files, "
                   "lines otherwise (stdin too).")
     @click.option("--json", "as_json", is_flag=True)
-    @runtime_options
+    @runtime_options(prior=False)  # scores use the user's stored w; the prior matters only when fitting
     def command(artifact, user, prompt, candidates, fmt, as_json, top_k=None, **rt) -> None:
         texts = read_candidates(candidates, fmt)
         model = load_model(artifact, **rt)

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from rfm.data.jsonl import Pair, no_preference_reason, open_text_lines, parse_json_line
+from rfm.data.jsonl import Pair, check_texts, no_preference_reason, open_text_lines, parse_json_line
 from rfm.errors import DataError
 
 ASSISTANT_TAG = "\n\nAssistant:"
@@ -38,7 +38,7 @@ def tldr_pair(record: dict, where: str) -> Pair:
     info = _field(record, "info", where, dict)
     summaries = _field(record, "summaries", where, list)
     choice = record.get("choice")
-    if len(summaries) != 2 or choice not in (0, 1):
+    if len(summaries) != 2 or isinstance(choice, bool) or not isinstance(choice, int) or choice not in (0, 1):
         raise DataError(f"{where}: expected two summaries and 'choice' 0 or 1")
     texts = []
     for summary in summaries:
@@ -49,10 +49,17 @@ def tldr_pair(record: dict, where: str) -> Pair:
     if not isinstance(body, str):
         raise DataError(f"{where}: info needs a 'post' or 'article' string")
     title = info.get("title") or ""
+    if not isinstance(title, str):
+        raise DataError(f"{where}: info's 'title' must be a string")
     prompt = f"{title.strip()}\n\n{body.strip()}" if title else body.strip()
     worker = record.get("worker")
+    if worker is not None and (isinstance(worker, bool) or not isinstance(worker, str | int)):
+        raise DataError(f"{where}: field 'worker' must be a string or an integer")
+    notes = record.get("extra") or {}
+    if not isinstance(notes, dict):
+        raise DataError(f"{where}: field 'extra' must be an object")
     extra = {"batch": record.get("batch"), "policies": [s.get("policy") for s in summaries]}
-    confidence = (record.get("extra") or {}).get("confidence")
+    confidence = notes.get("confidence")
     if confidence is not None:
         extra["confidence"] = confidence
     return Pair(
@@ -93,6 +100,8 @@ def ultrafeedback_pair(record: dict, where: str) -> Pair:
         return value.strip()
 
     meta = record.get("metadata") or {}
+    if not isinstance(meta, dict):
+        raise DataError(f"{where}: field 'metadata' must be an object")
     extra = {k: meta[k] for k in ("score_chosen", "score_rejected") if k in meta}
     if "source_index" in record:
         extra["source_index"] = record["source_index"]
@@ -124,5 +133,7 @@ def convert(fmt: str, sources: Iterable[str | os.PathLike], report: ConvertRepor
             if reason:
                 report.dropped[reason] += 1
                 continue
+            check_texts(where, prompt=pair.prompt, chosen=pair.chosen, rejected=pair.rejected,
+                        **({"user_id": pair.user_id} if pair.user_id else {}))
             report.pairs += 1
             yield pair

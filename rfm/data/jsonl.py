@@ -14,6 +14,8 @@ from rfm.errors import DataError, UsageError
 from rfm.fileio import atomic_open
 
 CORE_FIELDS = ("prompt", "chosen", "rejected", "user_id", "id")
+# A line longer than this is not a preference record (a 5 MB text is cut to 16k characters anyway).
+MAX_LINE_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ def open_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
 
 def parse_json_line(path: str | os.PathLike, lineno: int, raw: bytes) -> Any:
     """Decode one line as UTF-8 JSON, or raise `path:line: reason`."""
+    if len(raw) > MAX_LINE_BYTES:
+        raise DataError(f"{path}:{lineno}: line of {len(raw) >> 20} MB is longer than {MAX_LINE_BYTES >> 20} MB")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -70,6 +74,19 @@ def parse_json_line(path: str | os.PathLike, lineno: int, raw: bytes) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{lineno}: bad JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:
+        raise DataError(f"{path}:{lineno}: JSON nested too deeply") from None
+
+
+def check_texts(where: str, **texts: str) -> None:
+    """Texts must be valid Unicode without NUL (a lone surrogate cannot be written as UTF-8)."""
+    for key, value in texts.items():
+        if "\x00" in value:
+            raise DataError(f"{where}: field '{key}' contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"{where}: field '{key}' holds invalid Unicode (a lone surrogate)") from None
 
 
 def pair_from_record(record: Any, where: str) -> Pair:
@@ -95,9 +112,8 @@ def pair_from_record(record: Any, where: str) -> Pair:
             ids[key] = str(value)
         else:
             raise DataError(f"{where}: field '{key}' must be a non-empty string (or absent)")
-    for key in ("prompt", "chosen", "rejected"):
-        if "\x00" in record[key]:
-            raise DataError(f"{where}: field '{key}' contains a NUL character")
+    check_texts(where, prompt=record["prompt"], chosen=record["chosen"], rejected=record["rejected"],
+                **{k: v for k, v in ids.items() if v is not None})
     extra = {k: v for k, v in record.items() if k not in CORE_FIELDS}
     return Pair(record["prompt"], record["chosen"], record["rejected"], ids["user_id"], ids["id"], extra)
 
