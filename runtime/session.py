@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
+import shutil
 
 import onnxruntime as ort
 from rfm.runtime.artifact import Artifact
@@ -11,6 +12,10 @@ from rfm.runtime.artifact import Artifact
 from rfm.errors import UsageError
 
 _fallback_told = False
+
+
+def _nvidia_gpu_present() -> bool:
+    return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
 
 
 def cuda_available() -> bool:
@@ -28,8 +33,9 @@ def choose_device(device: str) -> str:
     if device == "auto":
         if cuda_available():
             return "cuda"
-        if not _fallback_told and os.environ.get("RFM_QUIET") != "1":
-            print("rfm: no CUDA in onnxruntime; running on CPU", file=sys.stderr)
+        if not _fallback_told and _nvidia_gpu_present():  # on a machine without one, CPU is simply the plan
+            logging.getLogger("rfm").warning("this machine has an NVIDIA GPU but onnxruntime has no CUDA; running "
+                                             "on the CPU (pip install 'rfm[gpu]' for the GPU)")
             _fallback_told = True
         return "cpu"
     return device

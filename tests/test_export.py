@@ -102,7 +102,7 @@ def test_stored_graph_fuses_attention_but_keeps_layer_norm_and_gelu_standard(tin
     assert "QAttention" in int8_ops and "SkipLayerNormalization" not in int8_ops
 
 
-def test_backbone_without_token_types_trains_exports_and_runs(scenario2_split, tmp_path, capsys):
+def test_backbone_without_token_types_trains_exports_and_runs(scenario2_split, tmp_path, caplog):
     """DistilBERT-style backbones: no segment ids, so response pooling falls back to mean (said once)."""
     import torch
     from conftest import TOKENIZER_FILES
@@ -119,7 +119,7 @@ def test_backbone_without_token_types_trains_exports_and_runs(scenario2_split, t
         shutil.copy(minilm_dir() / name, backbone / name)
     summary = train_tiny(backbone, scenario2_split / "train.jsonl", tmp_path / "run", epochs=2, pooling="response")
     assert summary["config"]["pooling"] == "mean"
-    assert "no token_type_ids" in capsys.readouterr().err
+    assert "no token_type_ids" in caplog.text
     manifest = export_run(tmp_path / "run", tmp_path / "art", ["fp32", "int8"], log=lambda m: None)
     assert manifest.inputs == ["input_ids", "attention_mask"]
     extractor = FeatureExtractor(load_artifact(tmp_path / "art"), device="cpu", precision="fp32")

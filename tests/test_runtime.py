@@ -161,6 +161,10 @@ def test_readme_desktop_example_runs(tiny_artifact, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "ask alice to choose between" in out.stdout and "best draft now" in out.stdout
     assert list(tmp_path.rglob("*.json"))  # her weights were stored
+    env.pop("RFM_HOME")
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "desktop_app.py"), str(tmp_path / "missing")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 1 and "make demo" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_cpu_sessions_leave_layer_norm_unfused(tmp_path):

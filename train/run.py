@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -146,8 +146,9 @@ def _effective_pooling(cfg: TrainConfig, backbone) -> TrainConfig:
     (RoBERTa, DistilBERT, ...) has none, so such a run pools over all tokens and says so."""
     if cfg.pooling in ("mean", "layers") or takes_token_types(backbone):
         return cfg  # "layers" pools over all tokens by itself when there are no segment ids
-    print(f"rfm: {cfg.backbone}: the backbone takes no token_type_ids, so --pooling {cfg.pooling} cannot find "
-          "the response's tokens; pooling over all tokens (mean) instead", file=sys.stderr)
+    logging.getLogger("rfm").warning(f"{cfg.backbone}: the backbone takes no token_type_ids, so --pooling "
+                                     f"{cfg.pooling} cannot find the response's tokens; pooling over all tokens "
+                                     "(mean) instead")
     return dataclasses.replace(cfg, pooling="mean")
 
 

@@ -31,7 +31,21 @@ for command in (evaluate_command, adapt, feedback, score, rerank, users, check, 
     cli.add_command(command)
 
 
+def _log_to_stderr() -> None:
+    """Library warnings (logging "rfm") reach the terminal as `rfm: ...` lines; RFM_QUIET=1 keeps errors only."""
+    import logging
+    import os
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("rfm: %(message)s"))
+    logger = logging.getLogger("rfm")
+    logger.addHandler(handler)
+    logger.setLevel(logging.ERROR if os.environ.get("RFM_QUIET") == "1" else logging.WARNING)
+    logger.propagate = False
+
+
 def main() -> None:
+    _log_to_stderr()
     cli()
 
 
