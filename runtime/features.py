@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from rfm.runtime.artifact import Artifact
+from rfm.runtime.artifact import Artifact, ArtifactError
 from rfm.runtime.session import choose_device, choose_precision, make_session
 from rfm.runtime.tokenize import PairTokenizer
 from tokenizers import Tokenizer
@@ -33,6 +33,18 @@ class FeatureExtractor:
 
     def run_batch(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """One session.run on an already padded batch (IO binding on CUDA: one copy in, one out)."""
+        try:
+            return self._run(batch)
+        except Exception as exc:
+            if not type(exc).__module__.startswith("onnxruntime"):  # its Fail, InvalidArgument, RuntimeException
+                raise
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ArtifactError(
+                f"{self.artifact.root}: the {self.precision} graph failed on a batch of shape "
+                f"{tuple(batch['input_ids'].shape)} ({first}); is the manifest's max_length "
+                f"({self.tokenizer.max_length}) more than the graph takes? re-export") from None
+
+    def _run(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         if self.device == "cuda":
             binding = self.session.io_binding()
             for name in self.input_names:

@@ -240,3 +240,30 @@ def test_a_users_prior_is_remembered_by_later_feedback(tiny_artifact, tmp_path):
     assert record.prior == "none"
     assert np.allclose(w, later.adapter("none").fit(record.deltas))
     assert not np.allclose(w, later.adapter("population").fit(record.deltas))
+
+
+def test_adapt_reads_stdin_and_delete_is_idempotent(tiny_artifact, tmp_path):
+    runner = CliRunner()
+    store = ["--store", str(tmp_path / "store")]
+    line = json.dumps({"prompt": "p", "chosen": "a kind answer", "rejected": "no"})
+    result = runner.invoke(cli, ["adapt", str(tiny_artifact), "--user", "eve", "-", *store], input=line + "\n")
+    assert result.exit_code == 0, result.output
+    for _ in range(2):
+        result = runner.invoke(cli, ["users", "delete", str(tiny_artifact), "eve", *store])
+        assert result.exit_code == 0
+    assert "nothing was stored" in result.output
+
+
+def test_a_max_length_the_graph_cannot_take_is_an_artifact_error(tiny_artifact, tmp_path):
+    import shutil
+
+    from rfm.runtime.artifact import ArtifactError
+
+    copy = tmp_path / "art"
+    shutil.copytree(tiny_artifact, copy)
+    manifest = json.loads((copy / "rfm.json").read_text())
+    manifest["max_length"] = 4096  # more positions than the encoder has
+    (copy / "rfm.json").write_text(json.dumps(manifest))
+    rm = RewardModel.load(copy, device="cpu", precision="fp32", store=tmp_path / "s")
+    with pytest.raises(ArtifactError, match="max_length"):
+        rm.score("u", "p " * 3000, ["r " * 3000])

@@ -215,8 +215,8 @@ def users_delete(artifact, user, store) -> None:
     """Delete everything stored for USER."""
     if _store(artifact, store).delete(user):
         info(f"deleted {user!r}")
-    else:
-        raise UsageError(f"no stored data for user {user!r}")
+    else:  # deleting is idempotent: a script that deletes twice (or a user never seen) is not an error
+        info(f"nothing was stored for {user!r}")
 
 
 @click.command("eval")

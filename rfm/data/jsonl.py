@@ -50,7 +50,12 @@ def no_preference_reason(chosen: str, rejected: str) -> str | None:
 
 
 def open_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
-    """Yield (line number, raw bytes) of a text file, gunzipping `.gz`; streams, never loads it whole."""
+    """Yield (line number, raw bytes) of a text file ('-': stdin), gunzipping `.gz`; streams, never loads it whole."""
+    if str(path) == "-":
+        import sys
+
+        yield from enumerate(sys.stdin.buffer, start=1)
+        return
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
