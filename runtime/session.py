@@ -66,7 +66,7 @@ def make_session(path: str | os.PathLike | bytes, device: str, threads: int | No
     """
     options = options or ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: a failing run is reported once, as an rfm error
     if threads:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
