@@ -256,3 +256,14 @@ def test_max_time_stops_training_and_keeps_the_best_epoch():
     cfg = trainer.TrainConfig(features=2, epochs=50, min_epochs=50, max_time=1e-9)
     result = trainer.fit_bradley_terry(data, lambda idx, _: head(emb[torch.from_numpy(idx)]), [head], cfg, 2, False)
     assert len(result.history) == 1 and result.history[-1]["stopped"] == "max_time" and result.best_epoch == 1
+
+
+def test_run_dir_loads_the_hugging_face_way(tiny_run):
+    from rfm.train.model import RewardFeatureModel
+    from rfm.train.rundir import load_run
+
+    model = RewardFeatureModel.from_pretrained(tiny_run)
+    reference, _, _ = load_run(tiny_run)
+    assert not model.training
+    for key, tensor in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[key], tensor), key

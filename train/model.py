@@ -106,6 +106,16 @@ class RewardFeatureModel(PreTrainedModel):
                                config.rfm_dropout, standardize=getattr(config, "rfm_standardize", False))
         self.uses_token_types = takes_token_types(self.backbone)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs) -> RewardFeatureModel:
+        """Load a run dir the Hugging Face way: `RewardFeatureModel.from_pretrained("runs/rfm")` (eval mode)."""
+        from transformers import AutoConfig
+
+        config = kwargs.pop("config", None) or AutoConfig.from_pretrained(pretrained_model_name_or_path)
+        if not hasattr(config, "rfm_features"):
+            raise ValueError(f"{pretrained_model_name_or_path}: config.json has no rfm fields (not made by `rfm train`)")
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
+
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}

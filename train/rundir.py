@@ -28,7 +28,6 @@ def load_raters(folder: str | os.PathLike) -> tuple[list[str], np.ndarray]:
 def load_run(folder: str | os.PathLike):
     """(RewardFeatureModel in eval mode, tokenizer, config) from a run dir."""
     from rfm.train.model import RewardFeatureModel
-    from safetensors.torch import load_file
     from transformers import AutoConfig, AutoTokenizer
 
     folder = Path(folder)
@@ -37,11 +36,10 @@ def load_run(folder: str | os.PathLike):
     config = AutoConfig.from_pretrained(folder)
     if not hasattr(config, "rfm_features"):
         raise UsageError(f"{folder}/config.json: no rfm fields (not made by `rfm train`)")
-    model = RewardFeatureModel(config)
-    state = load_file(str(folder / "model.safetensors"))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("position_ids")]
-    if missing or unexpected:
+    model, info = RewardFeatureModel.from_pretrained(folder, config=config, output_loading_info=True)
+    missing = [k for k in info["missing_keys"] if not k.endswith("position_ids")]
+    unexpected = [k for k in info["unexpected_keys"] if not k.endswith("position_ids")]
+    if missing or unexpected or info.get("mismatched_keys"):
         raise UsageError(f"{folder}/model.safetensors: weights do not match config "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.eval()
