@@ -267,3 +267,18 @@ def test_run_dir_loads_the_hugging_face_way(tiny_run):
     assert not model.training
     for key, tensor in reference.state_dict().items():
         assert torch.equal(model.state_dict()[key], tensor), key
+
+
+def test_a_run_dir_whose_weights_do_not_match_its_config_is_refused(tiny_run, tmp_path):
+    import json
+    import shutil
+
+    from rfm.train.rundir import load_run
+
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["rfm_features"] = config["rfm_features"] + 3
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UsageError, match="do not match"):
+        load_run(copy)

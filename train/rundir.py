@@ -36,7 +36,11 @@ def load_run(folder: str | os.PathLike):
     config = AutoConfig.from_pretrained(folder)
     if not hasattr(config, "rfm_features"):
         raise UsageError(f"{folder}/config.json: no rfm fields (not made by `rfm train`)")
-    model, info = RewardFeatureModel.from_pretrained(folder, config=config, output_loading_info=True)
+    try:
+        model, info = RewardFeatureModel.from_pretrained(folder, config=config, output_loading_info=True)
+    except RuntimeError as exc:  # shapes that do not fit the config
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else "size mismatch"
+        raise UsageError(f"{folder}/model.safetensors: weights do not match config ({first})") from None
     missing = [k for k in info["missing_keys"] if not k.endswith("position_ids")]
     unexpected = [k for k in info["unexpected_keys"] if not k.endswith("position_ids")]
     if missing or unexpected or info.get("mismatched_keys"):
