@@ -282,3 +282,47 @@ def test_a_run_dir_whose_weights_do_not_match_its_config_is_refused(tiny_run, tm
     (copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(UsageError, match="do not match"):
         load_run(copy)
+
+
+def test_two_processes_reach_the_weights_of_one_and_only_the_main_process_writes(tmp_path):
+    """torchrun --nproc_per_node 2 (gloo, CPU) vs one process, same global batch: the same model.
+
+    Tolerance: 1e-4 on every parameter but the head's bias, which cancels in phi(a) - phi(b) (its true
+    gradient is 0), so Adam turns float noise into lr-sized steps there; rater weights within 1e-5.
+    """
+    import json
+    import subprocess
+    import sys
+
+    from conftest import make_tiny_bert
+    from rfm.train.rundir import load_raters
+    from safetensors.torch import load_file
+    from transformers import BertConfig
+
+    backbone = make_tiny_bert(tmp_path / "bert", hidden=32)
+    config = BertConfig.from_pretrained(backbone)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0  # same masks in 1 and 2 processes
+    config.save_pretrained(backbone)
+    rows = [{"prompt": f"question {i}", "chosen": f"answer {i} from {u}, long and kind" if u % 2 else f"no {i}",
+             "rejected": f"no {i}" if u % 2 else f"answer {i} from {u}, long and kind", "user_id": f"u{u}"}
+            for u in range(4) for i in range(16)]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    args = ["train", str(tmp_path / "d.jsonl"), "--backbone", str(backbone), "--tune", "full", "--epochs", "2",
+            "--batch-size", "16", "--dropout", "0", "--max-length", "32", "--features", "4", "--selection", "loss",
+            "--min-epochs", "0", "--quiet"]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "rfm.cli.main", *args, "-o", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "rfm.cli.main", *args, "-o", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stderr.count("wrote ") == 1  # one process reports and writes
+    summary = json.loads((tmp_path / "two" / "training_summary.json").read_text())
+    assert summary["processes"] == 2
+    a, b = load_file(str(tmp_path / "one" / "model.safetensors")), load_file(str(tmp_path / "two" / "model.safetensors"))
+    worst = {k: float((a[k] - b[k]).abs().max()) for k in a if k != "head.1.bias"}
+    assert max(worst.values()) < 1e-4, max(worst.items(), key=lambda kv: kv[1])
+    assert abs(load_raters(tmp_path / "one")[1] - load_raters(tmp_path / "two")[1]).max() < 1e-5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bert", "d.jsonl", "one", "two"]  # no staging left

@@ -122,7 +122,7 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
         else:
             weights, prior, fit_summary = _train_full(model, pair_tok, data, cfg, features, progress)
             summary.update(fit_summary)
-            if not fit_summary.pop("main_process", True):  # under `accelerate launch`, one writer
+            if not is_main_process():  # under torchrun / accelerate launch, the main process alone writes
                 shutil.rmtree(staging, ignore_errors=True)
                 return summary
         model.eval()
@@ -139,6 +139,11 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return summary
+
+
+def is_main_process() -> bool:
+    """False in every process but rank 0 of a torchrun / accelerate launch (they train, but do not write)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _effective_pooling(cfg: TrainConfig, backbone) -> TrainConfig:
@@ -237,8 +242,7 @@ def _train_full(model: RewardFeatureModel, pair_tok: PairTokenizer, data: PairDa
     weights, prior, width = _finish(result, cfg, data, phi)
     return weights, prior, {"metrics": result.metrics, "history": result.history, "best_epoch": result.best_epoch,
                             "prior_width": width, "collapse": collapse_check(result, width),
-                            "encoded_texts": None, "device": str(device), "processes": accelerator.num_processes,
-                            "main_process": accelerator.is_main_process}
+                            "encoded_texts": None, "device": str(device), "processes": accelerator.num_processes}
 
 
 # A one-size reward this close to chance on the raters' validation pairs means they disagree (or are noise).

@@ -37,12 +37,14 @@ def train(data: str, output: str, baseline: str | None, as_json: bool, quiet: bo
     judged. Writes a Hugging Face style run dir for `rfm export`.
     """
     require_train_extra()
-    from rfm.train.run import describe
+    from rfm.train.run import describe, is_main_process
     from rfm.train.run import train as run_train
 
     kind = {"bt": "baseline", "linear-probe": "linear-probe", None: "rfm"}[baseline]
     cfg = TrainConfig(kind=kind, **options)
     summary = run_train(data, output, cfg, overwrite=overwrite, progress=not quiet and not as_json)
+    if not is_main_process():
+        return
     if as_json:
         echo_json({"output": output, **{k: v for k, v in summary.items() if k != "history"}})
     else:
