@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -89,11 +90,32 @@ def _compare(reference: np.ndarray, other: np.ndarray, pairs, w: np.ndarray) -> 
             "tie_band": TIE_BAND}
 
 
+@dataclass
+class _Export:
+    """What the stages of one export share: the staging folder, the model and its validation texts."""
+
+    staging: Path
+    model: object
+    config: object
+    pair_tok: PairTokenizer
+    texts: list
+    pairs: list
+    mean_w: np.ndarray
+    log: object
+    validation: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)  # precision -> file name
+    features: dict = field(default_factory=dict)  # precision -> features of the validation texts
+
+
 def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[str], opset: int = 18,
                validation_data: str | None = None, quant_target: str = "auto", overwrite: bool = False,
                log=print) -> Manifest:
-    """Export, validate and write the artifact; raises RfmError naming the bound that was missed."""
-    from rfm.train.rundir import POPULATION_FILE, RATERS_FILE, load_run
+    """Export, validate and write the artifact; raises RfmError naming the bound that was missed.
+
+    Stages: the fp32 graph (Optimum, fused where that stays exact), int8, fp16, the files beside them
+    (tokenizer, conformance, prior), the manifest; then the artifact must load and reproduce itself.
+    """
+    from rfm.train.rundir import POPULATION_FILE, load_run
 
     if "fp32" not in precisions:
         precisions = ["fp32", *precisions]  # every other precision is derived from and checked against fp32
@@ -103,87 +125,110 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[
     run = Path(run)
     staging = staging_dir(out, overwrite)
     try:
-        log("exporting the feature graph through Optimum ...")
-        raw = staging / "raw.onnx"
-        inputs, _ = export_fp32(model, raw, opset)
         pair_tok = PairTokenizer(hf_tokenizer.backend_tokenizer, config.rfm_max_length,
                                  config.rfm_truncation, pad_id=hf_tokenizer.pad_token_id)
         texts, pairs = _validation_texts(validation_data)
-        batches = validation_batches(pair_tok, texts)
-        fused = staging / "fused.onnx"
-        fusion = False
-        if fuse_transformer(raw, fused, config):
-            fusion = _max_diff_vs_torch(fused, model, batches) <= FP32_TOL
-        os.replace(fused if fusion else raw, staging / FILE_OF["fp32"])
-        for leftover in (raw, fused):
-            leftover.unlink(missing_ok=True)
-        fp32_path = staging / FILE_OF["fp32"]
-        max_diff = _max_diff_vs_torch(fp32_path, model, batches)
-        validation: dict = {"fp32_vs_torch_max_abs_diff": max_diff, "fp32_tolerance": FP32_TOL,
-                            "batch_shapes": [list(b["input_ids"].shape) for b in batches],
-                            "data": validation_data or "built-in sample", "fused": fusion}
-        if max_diff > FP32_TOL:
-            raise RfmError(f"fp32 ONNX differs from torch by {max_diff:.2e} > {FP32_TOL:g}; export refused")
         with np.load(run / POPULATION_FILE) as z:
             mean_w = z["mean"]
-        reference = _features(fp32_path, pair_tok, texts)
-        files = {"fp32": FILE_OF["fp32"]}
-        quant_used = None
-        if "int8" in precisions:
-            # Everything quantised first (smallest, fastest); if that misses a bound, keep attention in
-            # fp32 and quantise the dense layers only; if that misses too, the export fails.
-            for scope, operators in (("all", None), ("dense-only", ["MatMul"])):
-                log(f"quantising to int8 ({scope}) ...")
-                quant_used = quantize_int8(fp32_path, staging / FILE_OF["int8"], quant_target, config, operators)
-                int8_features = _features(staging / FILE_OF["int8"], pair_tok, texts)
-                report = _compare(reference, int8_features, pairs, mean_w)
-                report["scope"] = scope
-                if report["mean_cosine"] >= INT8_MIN_COSINE and report["pair_agreement"] >= INT8_MIN_AGREEMENT:
-                    break
-            validation["int8"] = report
-            if report["mean_cosine"] < INT8_MIN_COSINE or report["pair_agreement"] < INT8_MIN_AGREEMENT:
-                raise RfmError(f"int8 model misses the bounds: mean cosine {report['mean_cosine']:.4f} "
-                               f"(>= {INT8_MIN_COSINE}), pair agreement {report['pair_agreement']:.3f} "
-                               f"(>= {INT8_MIN_AGREEMENT}); export refused (try --precision fp32)")
-            files["int8"] = FILE_OF["int8"]
+        job = _Export(staging, model, config, pair_tok, texts, pairs, mean_w, log)
+        inputs = _export_fp32_stage(job, opset, validation_data)
+        quant_used = _int8_stage(job, quant_target) if "int8" in precisions else None
         if "fp16" in precisions:
-            log("converting to fp16 ...")
-            convert_fp16(fp32_path, staging / FILE_OF["fp16"])
-            try:
-                validation["fp16"] = _compare(reference, _features(staging / FILE_OF["fp16"], pair_tok, texts),
-                                              pairs, mean_w)
-            except Exception as exc:  # fp16 kernels are a GPU feature; CPU builds may lack some
-                validation["fp16"] = {"cpu_check": f"not run on CPU: {type(exc).__name__}"}
-            files["fp16"] = FILE_OF["fp16"]
-        pair_tok.save(staging / "tokenizer.json")  # encodes exactly as the runtime: no padding, max_length
-        expected = {"fp32": reference} | ({"int8": int8_features} if "int8" in files else {})
-        write_conformance(staging / CONFORMANCE_FILE, pair_tok, texts, expected)
-        shutil.copy(run / POPULATION_FILE, staging / POPULATION_FILE)
-        if (run / RATERS_FILE).is_file():
-            shutil.copy(run / RATERS_FILE, staging / RATERS_FILE)
-        listed = [*files.values(), "tokenizer.json", CONFORMANCE_FILE, POPULATION_FILE]
-        if (staging / RATERS_FILE).is_file():
-            listed.append(RATERS_FILE)
+            _fp16_stage(job)
+        listed = _side_files_stage(job, run)
         hashes = {name: sha256_file(staging / name) for name in listed}
         manifest = Manifest(
             features=int(config.rfm_features), max_length=int(config.rfm_max_length), inputs=list(inputs),
-            precisions=files, files=hashes, fingerprint=graphs_fingerprint(files, hashes),
+            precisions=job.files, files=hashes, fingerprint=graphs_fingerprint(job.files, hashes),
             fingerprint_scheme=FINGERPRINT_SCHEME, truncation=Truncation(config.rfm_truncation, "right"),
             kind=config.rfm_kind, adaptive=config.rfm_kind != "baseline",
             pad_token_id=int(hf_tokenizer.pad_token_id or 0), rfm_version=__version__,
-            backbone={"name": config.rfm_backbone, "model_type": config.model_type}, validation=validation,
+            backbone={"name": config.rfm_backbone, "model_type": config.model_type}, validation=job.validation,
             training=_training_facts(run, config),
             export={"source_run": str(run.resolve()), "opset": opset, "optimum_exporter": "optimum.exporters.onnx.export",
                     "int8_quantization": quant_used, "seconds": round(time.perf_counter() - started, 2)},
             sizes_bytes={name: (staging / name).stat().st_size for name in listed})
         with atomic_open(staging / MANIFEST) as handle:
             json.dump(manifest.to_json(), handle, indent=1)
-        _check_loads(staging, files)
+        _check_loads(staging, job.files)
         publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _export_fp32_stage(job: _Export, opset: int, validation_data: str | None) -> list[str]:
+    """The fp32 graph through Optimum, fused where the fusion stays within FP32_TOL of torch; its inputs."""
+    job.log("exporting the feature graph through Optimum ...")
+    raw, fused = job.staging / "raw.onnx", job.staging / "fused.onnx"
+    inputs, _ = export_fp32(job.model, raw, opset)
+    batches = validation_batches(job.pair_tok, job.texts)
+    fusion = fuse_transformer(raw, fused, job.config) and _max_diff_vs_torch(fused, job.model, batches) <= FP32_TOL
+    fp32_path = job.staging / FILE_OF["fp32"]
+    os.replace(fused if fusion else raw, fp32_path)
+    for leftover in (raw, fused):
+        leftover.unlink(missing_ok=True)
+    max_diff = _max_diff_vs_torch(fp32_path, job.model, batches)
+    job.validation.update({"fp32_vs_torch_max_abs_diff": max_diff, "fp32_tolerance": FP32_TOL,
+                           "batch_shapes": [list(b["input_ids"].shape) for b in batches],
+                           "data": validation_data or "built-in sample", "fused": bool(fusion)})
+    if max_diff > FP32_TOL:
+        raise RfmError(f"fp32 ONNX differs from torch by {max_diff:.2e} > {FP32_TOL:g}; export refused")
+    job.files["fp32"] = FILE_OF["fp32"]
+    job.features["fp32"] = _features(fp32_path, job.pair_tok, job.texts)
+    return inputs
+
+
+def _int8_passes(report: dict) -> bool:
+    return report["mean_cosine"] >= INT8_MIN_COSINE and report["pair_agreement"] >= INT8_MIN_AGREEMENT
+
+
+def _int8_stage(job: _Export, quant_target: str) -> dict:
+    """Everything quantised first (smallest, fastest); if that misses a bound, attention stays fp32 and
+    only the dense layers are quantised; if that misses too, the export fails."""
+    fp32_path, int8_path = job.staging / FILE_OF["fp32"], job.staging / FILE_OF["int8"]
+    for scope, operators in (("all", None), ("dense-only", ["MatMul"])):
+        job.log(f"quantising to int8 ({scope}) ...")
+        quant_used = quantize_int8(fp32_path, int8_path, quant_target, job.config, operators)
+        features = _features(int8_path, job.pair_tok, job.texts)
+        report = {**_compare(job.features["fp32"], features, job.pairs, job.mean_w), "scope": scope}
+        if _int8_passes(report):
+            job.validation["int8"], job.files["int8"], job.features["int8"] = report, FILE_OF["int8"], features
+            return quant_used
+    job.validation["int8"] = report
+    raise RfmError(f"int8 model misses the bounds: mean cosine {report['mean_cosine']:.4f} "
+                   f"(>= {INT8_MIN_COSINE}), pair agreement {report['pair_agreement']:.3f} "
+                   f"(>= {INT8_MIN_AGREEMENT}); export refused (try --precision fp32)")
+
+
+def _fp16_stage(job: _Export) -> None:
+    """The fp16 graph (a GPU precision: checked on the CPU only where its kernels exist there)."""
+    job.log("converting to fp16 ...")
+    fp16_path = job.staging / FILE_OF["fp16"]
+    convert_fp16(job.staging / FILE_OF["fp32"], fp16_path)
+    try:
+        job.validation["fp16"] = _compare(job.features["fp32"], _features(fp16_path, job.pair_tok, job.texts),
+                                          job.pairs, job.mean_w)
+    except Exception as exc:  # fp16 kernels are a GPU feature; CPU builds may lack some
+        job.validation["fp16"] = {"cpu_check": f"not run on CPU: {type(exc).__name__}"}
+    job.files["fp16"] = FILE_OF["fp16"]
+
+
+def _side_files_stage(job: _Export, run: Path) -> list[str]:
+    """tokenizer.json (encoding exactly as the runtime), conformance.json, the prior and rater weights;
+    returns every file the manifest lists."""
+    from rfm.train.rundir import POPULATION_FILE, RATERS_FILE
+
+    job.pair_tok.save(job.staging / "tokenizer.json")
+    write_conformance(job.staging / CONFORMANCE_FILE, job.pair_tok, job.texts,
+                      {p: f for p, f in job.features.items() if p in ("fp32", "int8")})
+    shutil.copy(run / POPULATION_FILE, job.staging / POPULATION_FILE)
+    listed = [*job.files.values(), "tokenizer.json", CONFORMANCE_FILE, POPULATION_FILE]
+    if (run / RATERS_FILE).is_file():
+        shutil.copy(run / RATERS_FILE, job.staging / RATERS_FILE)
+        listed.append(RATERS_FILE)
+    return listed
 
 
 def _training_facts(run: Path, config) -> dict:
