@@ -46,10 +46,7 @@ def _table(entry: dict, key: str) -> list[str]:
 
 
 def personalization_report(path: Path, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rfm.plots import Curve, plot_accuracy
 
     results = json.loads(Path(path).read_text())
     lines = ["# Personalisation: held-out users adapted from m of their own choices", "",
@@ -66,22 +63,14 @@ def personalization_report(path: Path, out: Path) -> None:
         lines += ["", "Shared responses (may re-use judged responses; beside the headline, not instead of it):", ""]
         lines += _table(entry, "shared_responses")
         lines.append("")
-        fig, ax = plt.subplots(figsize=(6.5, 4))
+        curves = []
         for name, rows in entry["methods"].items():
             for key, style in (("new_responses", "-"), ("shared_responses", ":")):
                 acc = _mean_shots(rows, key)
-                xs = [int(m) for m in acc]
-                ax.plot(xs, [v[0] for v in acc.values()], marker="o", ls=style,
-                        label=f"{name} ({key.replace('_', ' ')})")
-        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-        ax.set_xlabel("choices used to adapt (m)")
-        ax.set_ylabel("held-out accuracy")
-        ax.set_title(f"{dataset}: held-out users")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / f"personalization_{dataset}.png", dpi=110)
-        plt.close(fig)
+                curves.append(Curve(f"{name} ({key.replace('_', ' ')})", [int(m) for m in acc],
+                                    [v[0] for v in acc.values()], style=style))
+        plot_accuracy(curves, out / f"personalization_{dataset}.png", f"{dataset}: held-out users", size=(6.5, 4),
+                      dpi=110, legend_size=7)
         bon = {name: rows[0]["best_of_n"] for name, rows in entry["methods"].items() if "best_of_n" in rows[0]}
         if bon:
             ns = list(next(iter(bon.values())))

@@ -205,26 +205,15 @@ def accuracy_table(results: dict, shots) -> str:
 
 
 def plot_accuracy(results: dict, path: Path, title: str) -> None:
-    import matplotlib
+    from rfm.plots import Curve
+    from rfm.plots import plot_accuracy as draw
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    curves = []
     for kind, result in results.items():
         rows = result["heldout"]["shots"]
-        xs = [int(m) for m in rows]
-        ax.plot(xs, [rows[m]["accuracy"] for m in rows], marker="o", label=f"{kind} (new responses)")
-        ax.fill_between(xs, [rows[m]["ci95"][0] for m in rows], [rows[m]["ci95"][1] for m in rows], alpha=0.15)
-    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("choices used to adapt (m)")
-    ax.set_ylabel("held-out accuracy")
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        curves.append(Curve(f"{kind} (new responses)", [int(m) for m in rows], [rows[m]["accuracy"] for m in rows],
+                            ([rows[m]["ci95"][0] for m in rows], [rows[m]["ci95"][1] for m in rows])))
+    draw(curves, path, title)
 
 
 def _describe_text(text: str) -> str:
