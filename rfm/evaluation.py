@@ -107,7 +107,7 @@ def user_adapter(artifact: Artifact, prior: str = "population", C: float = 1.0, 
     """The runtime's adapter for this artifact (a non-adaptive model always gives its one reward)."""
     prior = ADAPTER_PRIORS.get(prior, prior)
     if prior not in ("population", "none"):
-        raise UsageError("--prior must be population or none")
+        raise UsageError("must be population or none", param="prior")
     return UserAdapter(artifact.population(), prior, C, prior_scale, adaptive=artifact.adaptive)
 
 
@@ -161,7 +161,7 @@ def evaluate_seen(users: dict[str, UserPairs], artifact: Artifact) -> dict:
     if not known and len(ids) == 1:  # baselines and probes have one shared row
         known, row = users, dict.fromkeys(users, 0)
     if not known:
-        raise UsageError("--seen: none of the data's users is a training rater of this artifact")
+        raise UsageError("none of the data's users is a training rater of this artifact", param="seen")
     correct = sum(accuracy(d.deltas, weights[row[u]]) * len(d.deltas) for u, d in known.items())
     total = sum(len(d.deltas) for d in known.values())
     per_user = [accuracy(d.deltas, weights[row[u]]) for u, d in known.items()]
@@ -179,9 +179,9 @@ def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Se
     `heldout_shared_responses` the same users and draws with test pairs that may re-use judged responses.
     """
     if any(m < 0 for m in shots):
-        raise UsageError("--shots must be >= 0")
+        raise UsageError("must be >= 0", param="shots")
     if repeats < 1:
-        raise UsageError("--repeats must be >= 1")
+        raise UsageError("must be >= 1", param="repeats")
     artifact = load_artifact(artifact_dir)
     extractor = FeatureExtractor(artifact, device=device, precision=precision, threads=threads)
     pairs = load_pairs(data)

@@ -35,7 +35,7 @@ class RewardModel:
     def __init__(self, artifact: Artifact, extractor: FeatureExtractor, store: UserStore,
                  prior: str | None = None, C: float = 1.0):
         if prior not in (None, "population", "none"):
-            raise UsageError(f"--prior must be population or none, got {prior!r}")
+            raise UsageError(f"must be population or none, got {prior!r}", param="prior")
         self.artifact, self.extractor, self.store = artifact, extractor, store
         self.population = artifact.population()
         # None: each user keeps the prior their weights were fitted with (population for a new user).

@@ -26,10 +26,10 @@ def choose_device(device: str) -> str:
     """'auto' -> cuda when onnxruntime offers it, else cpu (said once); explicit cuda must exist."""
     global _fallback_told
     if device not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")
+        raise UsageError(f"must be auto, cpu or cuda, got {device!r}", param="device")
     if device == "cuda" and not cuda_available():
-        raise UsageError("--device cuda: this onnxruntime has no CUDAExecutionProvider "
-                         "(install rfm[gpu] on a machine with an NVIDIA GPU, or use --device cpu)")
+        raise UsageError("cuda: this onnxruntime has no CUDAExecutionProvider "
+                         "(install rfm[gpu] on a machine with an NVIDIA GPU, or use the cpu)", param="device")
     if device == "auto":
         if cuda_available():
             return "cuda"
@@ -47,7 +47,8 @@ def choose_precision(artifact: Artifact, device: str, precision: str) -> str:
         order = ("int8", "fp32") if device == "cpu" else ("fp16", "fp32")
         return next(p for p in order if p in artifact.precisions)
     if precision not in artifact.precisions:
-        raise UsageError(f"--precision {precision}: not in {artifact.root} (has {', '.join(artifact.precisions)})")
+        raise UsageError(f"{precision} is not in {artifact.root} (has {', '.join(artifact.precisions)})",
+                         param="precision")
     return precision
 
 

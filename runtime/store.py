@@ -59,9 +59,9 @@ def _reject_constant(value: str) -> float:
 
 def check_user_id(user_id: str) -> str:
     if not isinstance(user_id, str) or not user_id:
-        raise UsageError("--user must be a non-empty string")
+        raise UsageError("must be a non-empty string", param="user")
     if len(user_id.encode("utf-8", "surrogatepass")) > MAX_USER_ID_BYTES:
-        raise UsageError(f"--user: id longer than {MAX_USER_ID_BYTES} bytes")
+        raise UsageError(f"id longer than {MAX_USER_ID_BYTES} bytes", param="user")
     return user_id
 
 

@@ -63,3 +63,17 @@ def test_os_errors_are_one_line_naming_the_path(tmp_path):
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("rfm: error:")]
     assert len(lines) == 1 and "a_file" in lines[0] and "Traceback" not in result.output
+
+
+def test_library_errors_name_the_parameter_and_the_cli_names_the_option(tmp_path):
+    from rfm.data.synth import synthesise
+    from rfm.errors import UsageError
+
+    src = tmp_path / "src.jsonl"
+    src.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    with pytest.raises(UsageError) as caught:
+        synthesise(src, tmp_path / "o.jsonl", scenario=2, n_raters=2, temperature=-1.0)
+    assert str(caught.value).startswith("temperature: ") and caught.value.param == "temperature"
+    result = CliRunner().invoke(cli, ["data", "synth", str(src), "--scenario", "2", "--temperature", "-1",
+                                      "-o", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 2 and "rfm: error: --temperature: must be > 0" in result.output

@@ -99,7 +99,7 @@ def test_explicit_cuda_without_provider_is_a_usage_error(tiny_artifact):
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this machine has CUDA: the error path cannot be reached")
-    with pytest.raises(UsageError, match="--device cuda"):
+    with pytest.raises(UsageError, match="device: cuda"):
         RewardModel.load(tiny_artifact, device="cuda")
 
 

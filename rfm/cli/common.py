@@ -18,7 +18,7 @@ class RfmGroup(click.Group):
         try:
             return super().invoke(ctx)
         except RfmError as exc:
-            click.echo(f"rfm: error: {exc}", err=True)
+            click.echo(f"rfm: error: {exc.cli_message()}", err=True)
             ctx.exit(exc.exit_code)
         except OSError as exc:
             if isinstance(exc, BrokenPipeError):

@@ -59,9 +59,9 @@ def jester_pairs(src: str | os.PathLike, report: ConvertReport, min_gap: float =
                  seed: int = 0) -> Iterator[Pair]:
     """Stream preference pairs from Jester ratings, user by user (users in sorted id order)."""
     if not min_gap > 0:
-        raise UsageError("--min-gap must be > 0")
+        raise UsageError("must be > 0", param="min_gap")
     if max_pairs is not None and max_pairs < 1:
-        raise UsageError("--max-pairs must be >= 1")
+        raise UsageError("must be >= 1", param="max_pairs")
     ratings_path, jokes_path = _sources(src)
     jokes: dict[int, str] = {}
     for where, row in _rows(jokes_path, ("joke_id", "text")):

@@ -58,9 +58,9 @@ def split_by_user(
     `seen_frac` share of pairs (chosen by a per-user seeded draw) goes to seen_test.jsonl.
     """
     if not 0.0 <= holdout_frac < 1.0:
-        raise UsageError(f"--holdout-users must be in [0, 1), got {holdout_frac}")
+        raise UsageError(f"must be in [0, 1), got {holdout_frac}", param="holdout_users")
     if not 0.0 <= seen_frac < 1.0:
-        raise UsageError(f"--seen-frac must be in [0, 1), got {seen_frac}")
+        raise UsageError(f"must be in [0, 1), got {seen_frac}", param="seen_frac")
     per_user: Counter = Counter()
     for pair in read_pairs(src):
         per_user[pair.user_id] += 1

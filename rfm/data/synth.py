@@ -179,11 +179,11 @@ def synthesise(
 ) -> SyntheticRaters:
     """Write OUT.jsonl (rater-labelled pairs over SRC's real responses) and its sidecar."""
     if scenario not in SCENARIOS:
-        raise UsageError(f"--scenario must be 1, 2 or 3, got {scenario}")
+        raise UsageError(f"must be 1, 2 or 3, got {scenario}", param="scenario")
     if n_raters < (2 if scenario >= 2 else 1):
-        raise UsageError("--raters must be at least 1 (2 for scenarios 2 and 3)")
+        raise UsageError("must be at least 1 (2 for scenarios 2 and 3)", param="raters")
     if not temperature > 0 or not math.isfinite(temperature):
-        raise UsageError("--temperature must be > 0")
+        raise UsageError("must be > 0", param="temperature")
     source = load_pairs(src)
     texts = sorted({t for p in source for t in (p.chosen, p.rejected)})
     raw = np.stack([raw_attributes(t) for t in texts])
