@@ -57,18 +57,22 @@ class FeatureExtractor:
     def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-        n = len(responses)
+        if not len(responses):
+            return np.empty((0, self.dim), dtype=np.float32)
+        return self._features(self.tokenizer.encode(prompts, responses))
+
+    def _features(self, encodings: Sequence) -> np.ndarray:
+        n = len(encodings)
         out = np.empty((n, self.dim), dtype=np.float32)
         if n == 0:
             return out
-        encodings = self.tokenizer.encode(prompts, responses)
         # Sorting by length keeps each batch's padding small; results go back to input order.
-        order = sorted(range(n), key=lambda i: len(encodings[i].ids))
+        order = sorted(range(n), key=lambda i: len(encodings[i]))
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
             out[idx] = self.run_batch(self.tokenizer.pad([encodings[i] for i in idx]))
         return out
 
     def candidates(self, prompt: str, responses: Sequence[str]) -> np.ndarray:
-        """Features of n candidate responses to one prompt."""
-        return self([prompt] * len(responses), list(responses))
+        """Features of n candidate responses to one prompt (the prompt is tokenised once)."""
+        return self._features(self.tokenizer.encode_candidates(prompt, list(responses)))

@@ -60,6 +60,9 @@ class PairTokenizer:
         self._tok = Tokenizer.from_str(tokenizer.to_str())
         self._tok.no_padding()
         self._tok.enable_truncation(self.max_length, strategy=strategy, direction="right")
+        # The halves of a pair are tokenised whole, then truncated together (as a pair) in post_process.
+        self._halves = Tokenizer.from_str(self._tok.to_str())
+        self._halves.no_truncation()
         padding = tokenizer.padding
         self.pad_id = pad_id if pad_id is not None else (padding["pad_id"] if padding else 0)
 
@@ -80,6 +83,14 @@ class PairTokenizer:
         """Tokenise pairs (in parallel, in Rust); no padding."""
         cap = self.max_chars
         return self._tok.encode_batch([(p[:cap], r[:cap]) for p, r in zip(prompts, responses, strict=True)])
+
+    def encode_candidates(self, prompt: str, responses: Sequence[str]) -> list[Encoding]:
+        """Like `encode([prompt] * n, responses)`, with the prompt tokenised once (a rerank's n candidates
+        share it): each pair is then truncated (longest_first) and given its special tokens in Rust."""
+        cap = self.max_chars
+        head = self._halves.encode(prompt[:cap], add_special_tokens=False)
+        tails = self._halves.encode_batch([r[:cap] for r in responses], add_special_tokens=False)
+        return [self._tok.post_process(head, tail, add_special_tokens=True) for tail in tails]
 
     def pad(self, encodings: Sequence[Encoding]) -> dict[str, np.ndarray]:
         """Right-pad encodings to the longest in the batch: input_ids, attention_mask, token_type_ids (int64)."""

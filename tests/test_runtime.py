@@ -267,3 +267,16 @@ def test_a_max_length_the_graph_cannot_take_is_an_artifact_error(tiny_artifact, 
     rm = RewardModel.load(copy, device="cpu", precision="fp32", store=tmp_path / "s")
     with pytest.raises(ArtifactError, match="max_length"):
         rm.score("u", "p " * 3000, ["r " * 3000])
+
+
+@pytest.mark.parametrize("max_length", [32, 256])
+def test_candidates_tokenise_the_prompt_once_with_identical_results(tldr_pairs_path, max_length):
+    from rfm.runtime.tokenize import PairTokenizer, load_tokenizer_file
+
+    tok = PairTokenizer(load_tokenizer_file("minilm"), max_length)
+    pairs = load_pairs(tldr_pairs_path)[:40]
+    for pair in pairs:
+        responses = [pair.chosen, pair.rejected, "", "a very long answer " * 200]
+        fast = tok.encode_candidates(pair.prompt, responses)
+        slow = tok.encode([pair.prompt] * len(responses), responses)
+        assert [(e.ids, e.type_ids) for e in fast] == [(e.ids, e.type_ids) for e in slow]
