@@ -61,9 +61,36 @@ def machine() -> dict:
 def percentiles(samples_s: Sequence[float], batch: int, seq_len: int) -> dict:
     ms = np.asarray(samples_s) * 1e3
     p50 = float(np.percentile(ms, 50))
-    return {"p50_ms": round(p50, 3), "p90_ms": round(float(np.percentile(ms, 90)), 3),
+    p90 = float(np.percentile(ms, 90))
+    return {"p50_ms": round(p50, 3), "p90_ms": round(p90, 3),
             "p99_ms": round(float(np.percentile(ms, 99)), 3), "seq_per_s": round(batch / (p50 / 1e3), 2),
-            "tokens_per_s": round(batch * seq_len / (p50 / 1e3), 1), "repeats": len(ms)}
+            "tokens_per_s": round(batch * seq_len / (p50 / 1e3), 1), "repeats": len(ms),
+            "stable": bool(p90 <= UNSTABLE_P90_OVER_P50 * p50)}
+
+
+# A cell whose p90 is more than this many times its p50 ran on a busy machine: reported as unstable.
+UNSTABLE_P90_OVER_P50 = 2.0
+
+
+def grid_cells(artifact: Artifact, devices: Sequence[str], precisions: Sequence[str]) -> tuple[list, list[str]]:
+    """(device, precision) pairs worth timing, and why the others are skipped."""
+    cells, skipped = [], []
+    for device in devices:
+        for precision in precisions:
+            if precision == "auto":
+                precision = "fp16" if device == "cuda" and "fp16" in artifact.precisions else (
+                    "int8" if "int8" in artifact.precisions else "fp32")
+            if (device, precision) in cells:
+                continue
+            if precision not in artifact.precisions:
+                skipped.append(f"{device}/{precision}: not in artifact")
+            elif device == "cpu" and precision == "fp16":
+                skipped.append("cpu/fp16: fp16 is a GPU precision")
+            elif device == "cuda" and precision == "int8":
+                skipped.append("cuda/int8: int8 graphs are CPU graphs (slow fallback kernels on CUDA)")
+            else:
+                cells.append((device, precision))
+    return cells, skipped
 
 
 def time_calls(call: Callable[[], object], repeats: int, warmup: int, min_time_s: float) -> list[float]:
@@ -96,36 +123,33 @@ def texts_of_length(tokenizer: PairTokenizer, n: int, seq_len: int, seed: int = 
 def bench_grid(artifact: Artifact, devices: Sequence[str], precisions: Sequence[str], batches: Sequence[int],
                seq_lens: Sequence[int], threads: int | None, repeats: int, warmup: int, min_time_s: float,
                bare: bool, torch_model=None, progress: Callable[[str], None] = lambda m: None) -> dict:
-    runs, bare_rows, torch_rows, skipped = [], [], [], []
+    runs, bare_rows, torch_rows = [], [], []
     torch_done: set[tuple[int, int]] = set()
-    for device in devices:
-        for precision in precisions:
-            if precision not in artifact.precisions:
-                skipped.append(f"{device}/{precision}: not in artifact")
-                continue
-            if device == "cpu" and precision == "fp16":
-                skipped.append("cpu/fp16: fp16 is a GPU precision")
-                continue
-            extractor = FeatureExtractor(artifact, device=device, precision=precision, threads=threads,
-                                         max_length=max(max(seq_lens), artifact.max_length))
-            for seq_len in seq_lens:
-                for batch in batches:
-                    prompts, responses = texts_of_length(extractor.tokenizer, batch, seq_len)
-                    progress(f"{device} {precision} batch {batch} x {seq_len}")
-                    samples = time_calls(lambda p=prompts, r=responses, e=extractor: e(p, r), repeats, warmup, min_time_s)
-                    row = {"device": device, "precision": precision, "batch": batch, "seq_len": seq_len}
-                    runs.append({**row, **percentiles(samples, batch, seq_len)})
-                    arrays = extractor.tokenizer(prompts, responses)
-                    if bare:
-                        feeds = {k: arrays[k] for k in extractor.input_names}
-                        session = extractor.session
-                        samples = time_calls(lambda f=feeds, s=session: s.run(["features"], f), repeats, warmup,
-                                             min_time_s)
-                        bare_rows.append({**row, **percentiles(samples, batch, seq_len)})
-                    if torch_model is not None and device == "cpu" and (batch, seq_len) not in torch_done:
-                        torch_done.add((batch, seq_len))
-                        samples = torch_model(arrays, repeats, warmup, min_time_s)
-                        torch_rows.append({**row, "precision": "torch-fp32", **percentiles(samples, batch, seq_len)})
+    cells, skipped = grid_cells(artifact, devices, precisions)
+    total, done, started = len(cells) * len(seq_lens) * len(batches), 0, time.perf_counter()
+    for device, precision in cells:
+        extractor = FeatureExtractor(artifact, device=device, precision=precision, threads=threads,
+                                     max_length=max(max(seq_lens), artifact.max_length))
+        for seq_len in seq_lens:
+            for batch in batches:
+                prompts, responses = texts_of_length(extractor.tokenizer, batch, seq_len)
+                eta = "" if not done else f", ~{(time.perf_counter() - started) / done * (total - done):.0f} s left"
+                progress(f"[{done + 1}/{total}] {device} {precision} batch {batch} x {seq_len}{eta}")
+                done += 1
+                samples = time_calls(lambda p=prompts, r=responses, e=extractor: e(p, r), repeats, warmup, min_time_s)
+                row = {"device": device, "precision": precision, "batch": batch, "seq_len": seq_len}
+                runs.append({**row, **percentiles(samples, batch, seq_len)})
+                arrays = extractor.tokenizer(prompts, responses)
+                if bare:
+                    feeds = {k: arrays[k] for k in extractor.input_names}
+                    session = extractor.session
+                    samples = time_calls(lambda f=feeds, s=session: s.run(["features"], f), repeats, warmup,
+                                         min_time_s)
+                    bare_rows.append({**row, **percentiles(samples, batch, seq_len)})
+                if torch_model is not None and device == "cpu" and (batch, seq_len) not in torch_done:
+                    torch_done.add((batch, seq_len))
+                    samples = torch_model(arrays, repeats, warmup, min_time_s)
+                    torch_rows.append({**row, "precision": "torch-fp32", **percentiles(samples, batch, seq_len)})
     return {"runs": runs, "bare_session": bare_rows or None, "torch_fp32": torch_rows or None, "skipped": skipped}
 
 
@@ -289,8 +313,15 @@ def markdown_table(result: dict) -> str:
     rows = result["runs"] + (result["torch_fp32"] or []) + [
         {**r, "precision": r["precision"] + " (bare run)"} for r in (result["bare_session"] or [])]
     for r in rows:
-        lines.append(f"| {r['device']} | {r['precision']} | {r['batch']} | {r['seq_len']} | {r['p50_ms']:.2f} | "
+        flag = "" if r.get("stable", True) else " (unstable)"
+        lines.append(f"| {r['device']} | {r['precision']} | {r['batch']} | {r['seq_len']} | {r['p50_ms']:.2f}{flag} | "
                      f"{r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['seq_per_s']:.1f} |")
+    unstable = sum(not r.get("stable", True) for r in rows)
+    if unstable:
+        lines += ["", f"{unstable} of {len(rows)} cells are unstable (p90 > {UNSTABLE_P90_OVER_P50:g} x p50): the "
+                      "machine was busy; re-run when it is quiet, or with --repeats higher"]
+    if result.get("skipped"):
+        lines += ["", "skipped: " + "; ".join(result["skipped"])]
     lines += ["", "| rerank n | seq_len | precision | p50 ms | p90 ms |", "|---:|---:|---|---:|---:|"]
     lines += [f"| {r['n']} | {r['seq_len']} | {r['precision']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} |"
               for r in result["rerank"]]
@@ -305,7 +336,7 @@ def markdown_table(result: dict) -> str:
 
 
 def plot(result: dict, path: str | os.PathLike) -> None:
-    """Latency (p50) vs sequence length, one line per device/precision/batch."""
+    """p50 latency vs sequence length: one panel per batch size, one colour per device/precision."""
     try:
         import matplotlib
 
@@ -313,19 +344,25 @@ def plot(result: dict, path: str | os.PathLike) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise UsageError("--plot needs matplotlib (pip install 'rfm[train]')") from None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    series: dict[str, list[tuple[int, float]]] = {}
-    for r in result["runs"] + (result["torch_fp32"] or []):
-        series.setdefault(f"{r['device']} {r['precision']} b{r['batch']}", []).append((r["seq_len"], r["p50_ms"]))
-    for label, points in sorted(series.items()):
-        points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
-    ax.set_xlabel("sequence length (tokens)")
-    ax.set_ylabel("p50 latency per batch (ms)")
-    ax.set_yscale("log")
-    ax.set_title(f"rfm runtime latency — {result['machine']['cpu'][:50]}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    rows = result["runs"] + (result["torch_fp32"] or [])
+    batches = sorted({r["batch"] for r in rows})
+    fig, axes = plt.subplots(1, len(batches), figsize=(4 * len(batches), 3.8), squeeze=False, sharey=False)
+    kinds = sorted({f"{r['device']} {r['precision']}" for r in rows})
+    colours = {kind: f"C{i}" for i, kind in enumerate(kinds)}
+    for ax, batch in zip(axes[0], batches, strict=True):
+        for kind in kinds:
+            points = sorted((r["seq_len"], r["p50_ms"]) for r in rows
+                            if r["batch"] == batch and f"{r['device']} {r['precision']}" == kind)
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=colours[kind], label=kind)
+        ax.set_title(f"batch {batch}")
+        ax.set_xlabel("sequence length (tokens)")
+        ax.set_ylabel("p50 ms per batch")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    m = result["machine"]
+    fig.suptitle(f"{m['cpu'][:48]}{' + ' + m['gpu'] if m.get('gpu') else ''}, threads {result['threads'] or 'default'}, "
+                 f"onnxruntime {m['onnxruntime']}", fontsize=9)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -29,3 +29,21 @@ def test_bench_json_has_every_field(tiny_artifact, tiny_run, tmp_path):
     assert obj["runtime_imports_training_stack"] is None
     assert (tmp_path / "b.png").stat().st_size > 1000
     assert "| cpu | int8 | 2 | 16 |" in result.output
+
+
+def test_default_grid_is_the_runtimes_own_precision_with_progress_and_stability(tiny_artifact, tmp_path):
+    from rfm.runtime import load_artifact
+
+    from rfm.bench import grid_cells, percentiles
+
+    result = CliRunner().invoke(cli, ["bench", str(tiny_artifact), "--device", "cpu", "--batch", "1",
+                                      "--repeats", "2", "--warmup", "0", "--min-time", "0", "--json",
+                                      str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    obj = json.loads((tmp_path / "b.json").read_text())
+    assert [(r["precision"], r["seq_len"]) for r in obj["runs"]] == [("int8", 256)]
+    assert "[1/1] cpu int8 batch 1 x 256" in result.output
+    cells, skipped = grid_cells(load_artifact(tiny_artifact), ["cpu", "cuda"], ["int8", "fp16"])
+    assert ("cuda", "int8") not in cells and any("cuda/int8" in s for s in skipped)
+    assert percentiles([0.01] * 9 + [0.05], 1, 1)["stable"] is True
+    assert percentiles([0.01] * 7 + [0.05] * 3, 1, 1)["stable"] is False
