@@ -64,8 +64,21 @@ class RewardModel:
 
     def weights(self, user: str) -> np.ndarray:
         """The user's w: their stored fit, else the population prior mean."""
-        record = self.store.read(user)
+        record = self.record(user)
         return record.w if record is not None else self.population["mean"].copy()
+
+    def record(self, user: str) -> UserRecord | None:
+        """What is stored for the user under this artifact; a user known only to an earlier artifact in the
+        same store is refitted here from their stored choices first (so a model update keeps their taste)."""
+        record = self.store.read(user)
+        if record is None and (history := self.store.history_elsewhere(user)) is not None:
+            old_fingerprint, choices, prior = history
+            self.adapt(user, choices, replace=True, prior=self.prior or prior)
+            with self.store.locked(user):
+                record = self.store.read(user)
+                record.migrated_from = old_fingerprint
+                self.store.write(record)
+        return record
 
     def score(self, user: str, prompt: str, candidates: Sequence[str]) -> np.ndarray:
         """Rewards of candidate responses for this user."""
@@ -85,8 +98,11 @@ class RewardModel:
         """Record one choice and refit the user's w exactly on everything stored; returns w."""
         return self.adapt(user, [(prompt, chosen, rejected)])
 
-    def adapt(self, user: str, pairs: Sequence[tuple[str, str, str]], replace: bool = False) -> np.ndarray:
+    def adapt(self, user: str, pairs: Sequence[tuple[str, str, str]], replace: bool = False,
+              prior: str | None = None) -> np.ndarray:
         """Add (prompt, chosen, rejected) choices (or replace all with `replace`) and refit; returns w."""
+        if not replace:
+            self.record(user)  # a user of an earlier artifact is brought over first
         for choice in pairs:
             if len(choice) != 3 or not all(isinstance(t, str) for t in choice):
                 raise UsageError("a choice is (prompt, chosen, rejected), three strings")
@@ -103,8 +119,9 @@ class RewardModel:
                 record = UserRecord(user, self.artifact.fingerprint, self.population["mean"].copy(),
                                     np.zeros((0, self.artifact.features)),
                                     feedback_total=0 if record is None else record.feedback_total)
-            record.prior = self.prior or record.prior  # an explicit prior is remembered; else the user's own
+            record.prior = prior or self.prior or record.prior  # an explicit prior is remembered
             record.deltas = np.vstack([record.deltas, new])[-self.store.max_deltas :]
+            record.choices = [*record.choices, *(tuple(c) for c in pairs)][-self.store.max_deltas :]
             record.feedback_total += len(new)
             record.w = self.fit(record.deltas, record.prior)
             self.store.write(record)
@@ -121,7 +138,7 @@ class RewardModel:
         phi = self.extractor.candidates(prompt, candidates).astype(np.float64)
         pairs = [(i, j) for i in range(len(candidates)) for j in range(i + 1, len(candidates))]
         deltas = np.array([phi[i] - phi[j] for i, j in pairs])
-        record = self.store.read(user)
+        record = self.record(user)
         mean, cov = self.adapter(record.prior if record is not None else None).posterior(record.deltas if record is not None else np.zeros((0, len(phi[0]))))
         best = rank_queries(deltas, mean, cov, method)[0]
         return pairs[int(best)]

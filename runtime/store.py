@@ -45,16 +45,34 @@ class UserRecord:
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     prior: str = "population"  # the adapter prior w was fitted with; later feedback keeps it
+    # The choices themselves (prompt, chosen, rejected), newest last, as many as `deltas`: what lets a
+    # new model (another fingerprint) refit this user instead of starting over.
+    choices: list[tuple[str, str, str]] = field(default_factory=list)
+    migrated_from: str | None = None
 
     def to_json(self) -> dict:
         return {"format": USER_FORMAT, "format_version": USER_FORMAT_VERSION, "fingerprint": self.fingerprint,
                 "user_id": self.user_id, "d": len(self.w), "w": self.w.tolist(), "deltas": self.deltas.tolist(),
                 "feedback_total": self.feedback_total, "stored": len(self.deltas),
-                "created": self.created, "updated": self.updated, "prior": self.prior}
+                "created": self.created, "updated": self.updated, "prior": self.prior,
+                "choices": [list(c) for c in self.choices],
+                **({"migrated_from": self.migrated_from} if self.migrated_from else {})}
 
 
 def _reject_constant(value: str) -> float:
     raise ValueError(f"non-finite number {value}")
+
+
+def parse_choices(value) -> list[tuple[str, str, str]]:
+    """Stored choices: a list of [prompt, chosen, rejected] strings (ValueError otherwise)."""
+    if not isinstance(value, list):
+        raise ValueError("choices must be a list")
+    choices = []
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 3 and all(isinstance(t, str) for t in item)):
+            raise ValueError("each choice must be [prompt, chosen, rejected]")
+        choices.append((item[0], item[1], item[2]))
+    return choices
 
 
 def check_user_id(user_id: str) -> str:
@@ -142,7 +160,8 @@ class UserStore:
             if prior not in ("population", "none"):
                 raise ValueError(f"unknown prior {prior!r}")
             record = UserRecord(str(data["user_id"]), str(data["fingerprint"]), w, deltas,
-                                int(data["feedback_total"]), float(data["created"]), float(data["updated"]), prior)
+                                int(data["feedback_total"]), float(data["created"]), float(data["updated"]), prior,
+                                parse_choices(data.get("choices", [])), data.get("migrated_from"))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError, RecursionError) as exc:
             raise StoreError(f"{path}: corrupt user file ({exc}); it was left untouched — move it away or "
                              "delete this user") from None
@@ -158,6 +177,7 @@ class UserStore:
         if not (np.all(np.isfinite(record.w)) and np.all(np.isfinite(record.deltas))):
             raise UsageError("refusing to store NaN or inf weights")
         record.deltas = record.deltas[-self.max_deltas :]
+        record.choices = record.choices[-self.max_deltas :]
         record.updated = time.time()
         path = self.path(record.user_id)
         with atomic_open(path, private=True) as handle:
@@ -173,6 +193,41 @@ class UserStore:
             with contextlib.suppress(OSError):
                 if now - tmp.stat().st_mtime > older_than_s:
                     tmp.unlink()
+
+    def history_elsewhere(self, user_id: str) -> tuple[str, list[tuple[str, str, str]], str] | None:
+        """The user's stored choices under another artifact of this store (the newest such file):
+        (fingerprint, choices, prior), or None. Unreadable files are skipped: they are never touched."""
+        name = user_file_name(check_user_id(user_id))
+        found = []
+        for path in self.root.glob(f"*/{name}"):
+            if path.parent == self.folder:
+                continue
+            try:
+                data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_reject_constant)
+                if data.get("format") != USER_FORMAT or data.get("user_id") != user_id:
+                    continue
+                choices = parse_choices(data.get("choices", []))
+                if choices:
+                    found.append((float(data.get("updated", 0)), str(data["fingerprint"]), choices,
+                                  data.get("prior", "population")))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError):
+                continue
+        if not found:
+            return None
+        _, fingerprint, choices, prior = max(found, key=lambda f: f[0])
+        return fingerprint, choices, prior if prior in ("population", "none") else "population"
+
+    def others(self) -> list[str]:
+        """User ids stored under other artifacts of this root with choices to refit from (for `users migrate`)."""
+        ids = set()
+        for path in self.root.glob("*/*.json"):
+            if path.parent == self.folder:
+                continue
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                data = json.loads(path.read_bytes().decode("utf-8"))
+                if data.get("format") == USER_FORMAT and data.get("choices"):
+                    ids.add(str(data["user_id"]))
+        return sorted(ids)
 
     def users(self) -> list[UserRecord]:
         """All readable users of this artifact (`scan` also says which files could not be read)."""

@@ -187,3 +187,41 @@ def test_user_files_are_owner_only_and_stale_temp_files_go(tmp_path):
     assert not stale.exists()
     if os.name == "posix":
         assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_model_update_refits_users_from_their_stored_choices(tiny_artifact, tmp_path):
+    from rfm.runtime import RewardModel
+
+    old = UserStore("0" * 64, 3, tmp_path)  # the same user under an earlier artifact (another d, even)
+    choices = [("p", "a long, kind and careful answer", "no"), ("q", "yes, gladly: here it is", "meh")]
+    with old.locked("zed"):
+        old.write(UserRecord("zed", "0" * 64, np.ones(3), np.ones((2, 3)), feedback_total=2, choices=choices))
+    model = RewardModel.load(tiny_artifact, device="cpu", store=tmp_path)
+    w = model.weights("zed")  # first use under the new artifact
+    record = model.store.read("zed")
+    assert record is not None and record.choices == choices and record.migrated_from == "0" * 64
+    assert np.allclose(w, model.fit(record.deltas)) and not np.allclose(w, model.population["mean"])
+    assert old.read("zed").feedback_total == 2  # the old file is left as it was
+
+
+def test_users_export_then_import_on_another_store_round_trips(tiny_artifact, tmp_path):
+    from click.testing import CliRunner
+    from rfm.runtime import RewardModel
+
+    from rfm.cli.main import cli
+
+    model = RewardModel.load(tiny_artifact, device="cpu", store=tmp_path / "a")
+    model.adapt("yan", [("p", "a thorough answer", "no"), ("q", "short", "a long rambling reply " * 5)])
+    before = model.store.read("yan")
+    runner = CliRunner()
+    out = tmp_path / "yan.json"
+    result = runner.invoke(cli, ["users", "export", str(tiny_artifact), "yan", "-o", str(out), "--store",
+                                 str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["users", "import", str(tiny_artifact), str(out), "--store", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    after = UserStore(before.fingerprint, len(before.w), tmp_path / "b").read("yan")
+    assert np.array_equal(after.w, before.w) and np.array_equal(after.deltas, before.deltas)
+    assert after.choices == before.choices and after.feedback_total == before.feedback_total
+    result = runner.invoke(cli, ["users", "import", str(tiny_artifact), str(out), "--store", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "--replace" in result.output

@@ -219,6 +219,78 @@ def users_delete(artifact, user, store) -> None:
         info(f"nothing was stored for {user!r}")
 
 
+@users.command("migrate")
+@click.argument("artifact", type=click.Path(file_okay=False))
+@click.option("--store", type=click.Path(file_okay=False), default=None)
+def users_migrate(artifact, store) -> None:
+    """Refit, for ARTIFACT, every user stored under an earlier artifact in the same store (from their stored
+    choices). Happens by itself on a user's first use of ARTIFACT; this does all of them at once."""
+    model = load_model(artifact, store, "auto", "auto", None)
+    moved = [user for user in model.store.others() if model.store.read(user) is None and model.record(user)]
+    info(f"refitted {len(moved)} user(s) for {artifact}" + (f": {', '.join(moved[:10])}" if moved else ""))
+
+
+@users.command("export")
+@click.argument("artifact", type=click.Path(file_okay=False))
+@click.argument("user")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="-", show_default=True,
+              help="JSON file to write ('-': stdout).")
+@click.option("--store", type=click.Path(file_okay=False), default=None)
+def users_export(artifact, user, output, store) -> None:
+    """Everything stored for USER (weights, choices, counts) as one JSON file, to move to another machine."""
+    from rfm.fileio import atomic_open
+
+    record = _store(artifact, store).read(user)
+    if record is None:
+        raise UsageError(f"no stored data for user {user!r}")
+    if output == "-":
+        echo_json(record.to_json())
+        return
+    with atomic_open(output, private=True) as handle:
+        json.dump(record.to_json(), handle)
+    info(f"wrote {output}")
+
+
+@users.command("import")
+@click.argument("artifact", type=click.Path(file_okay=False))
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("--store", type=click.Path(file_okay=False), default=None)
+@click.option("--replace", is_flag=True, help="Replace what this store holds for the user (default: refuse).")
+def users_import(artifact, source, store, replace) -> None:
+    """Load a user exported with `rfm users export`: as is for the same artifact, else refitted from their
+    choices."""
+    import tempfile
+
+    from rfm.runtime.store import StoreError, UserStore
+
+    model = load_model(artifact, store, "auto", "auto", None)
+    try:
+        raw = Path(source).read_bytes() if source != "-" else sys.stdin.buffer.read()
+        data = json.loads(raw.decode("utf-8"))
+        user = data["user_id"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise UsageError(f"{source}: not a user file from `rfm users export` ({type(exc).__name__})") from None
+    if model.store.read(user) is not None and not replace:
+        raise UsageError(f"{user!r} already has data for this artifact; pass --replace to overwrite it")
+    with tempfile.TemporaryDirectory() as scratch:  # parse and validate exactly as the store reads files
+        probe = UserStore(str(data.get("fingerprint", "")), len(data.get("w", [])), scratch)
+        probe.folder.mkdir(parents=True, exist_ok=True)
+        probe.path(user).write_bytes(raw)
+        try:
+            record = probe.read(user)
+        except StoreError as exc:
+            raise UsageError(f"{source}: {str(exc).split(': ', 1)[-1]}") from None
+    if record.fingerprint == model.artifact.fingerprint:
+        with model.store.locked(user):
+            model.store.write(record)
+        info(f"imported {user!r} ({len(record.deltas)} choices, weights as exported)")
+    elif record.choices:
+        model.adapt(user, record.choices, replace=True, prior=record.prior)
+        info(f"imported {user!r}: refitted from {len(record.choices)} stored choices (exported from another model)")
+    else:
+        raise UsageError(f"{source}: exported from another model and holds no choices to refit from")
+
+
 @click.command("eval")
 @click.argument("artifact", type=click.Path(file_okay=False))
 @click.argument("data", type=click.Path(dir_okay=False))
