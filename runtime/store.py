@@ -248,14 +248,19 @@ class UserStore:
         return records, problems
 
     def delete(self, user_id: str) -> bool:
-        """Remove everything stored for the user (data, lock, leftover temp files); True if data was removed.
+        """Remove everything stored for the user, under this artifact and every other one in this store (their
+        choices would otherwise bring them back on the next model); True if data was removed.
 
         The lock file is unlinked while held: a writer that was waiting on it sees that its lock is no
         longer the file at that path and takes the new one (`_acquire`), so the lock protocol stays sound."""
-        with self.locked(user_id) as path:
-            existed = path.exists()
-            path.unlink(missing_ok=True)
-            self._remove_stale_temp_files(path, older_than_s=0.0)
-            with contextlib.suppress(OSError):  # Windows cannot unlink an open file: the empty lock stays
-                path.with_suffix(".lock").unlink()
+        name = user_file_name(check_user_id(user_id))
+        paths = {self.path(user_id), *self.root.glob(f"*/{name}")}
+        existed = False
+        for path in sorted(paths):
+            with file_lock(path.with_suffix(".lock")):
+                existed |= path.exists()
+                path.unlink(missing_ok=True)
+                self._remove_stale_temp_files(path, older_than_s=0.0)
+                with contextlib.suppress(OSError):  # Windows cannot unlink an open file: the empty lock stays
+                    path.with_suffix(".lock").unlink()
         return existed

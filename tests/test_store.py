@@ -202,6 +202,9 @@ def test_a_model_update_refits_users_from_their_stored_choices(tiny_artifact, tm
     assert record is not None and record.choices == choices and record.migrated_from == "0" * 64
     assert np.allclose(w, model.fit(record.deltas)) and not np.allclose(w, model.population["mean"])
     assert old.read("zed").feedback_total == 2  # the old file is left as it was
+    assert model.store.delete("zed")  # delete means everywhere: no later model brings zed back
+    assert old.read("zed") is None and model.store.read("zed") is None
+    assert np.allclose(model.weights("zed"), model.population["mean"])
 
 
 def test_users_export_then_import_on_another_store_round_trips(tiny_artifact, tmp_path):
