@@ -18,7 +18,7 @@ from rfm.export.onnx_export import (
     torch_features,
     validation_batches,
 )
-from rfm.export.quantize import convert_fp16, quantize_int8
+from rfm.export.quantize import convert_fp16, host_isa, quantize_int8
 from rfm.export.sample import sample_pairs
 from rfm.runtime.artifact import MANIFEST, load_artifact, sha256_file
 from rfm.runtime.conformance import CONFORMANCE_FILE, check_conformance, write_conformance
@@ -146,7 +146,8 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[
             backbone={"name": config.rfm_backbone, "model_type": config.model_type}, validation=job.validation,
             training=_training_facts(run, config),
             export={"source_run": str(run.resolve()), "opset": opset, "optimum_exporter": "optimum.exporters.onnx.export",
-                    "int8_quantization": quant_used, "seconds": round(time.perf_counter() - started, 2)},
+                    "int8_quantization": quant_used, "validated_on": host_isa(),
+                    "seconds": round(time.perf_counter() - started, 2)},
             sizes_bytes={name: (staging / name).stat().st_size for name in listed})
         with atomic_open(staging / MANIFEST) as handle:
             json.dump(manifest.to_json(), handle, indent=1)

@@ -212,3 +212,14 @@ def test_conformance_fails_when_features_differ(tiny_artifact, tmp_path):
     (copy / "rfm.json").write_text(json.dumps(manifest))
     report = check_conformance(load_artifact(copy), "fp32")
     assert not report["ok"] and report["min_cosine"] < 0
+
+
+def test_default_int8_is_portable_and_says_where_it_was_validated(tiny_artifact):
+    import platform
+
+    from rfm.export.quantize import portable_quant_target
+
+    manifest = json.loads((tiny_artifact / "rfm.json").read_text())
+    expected = "arm64" if platform.machine().lower() in ("arm64", "aarch64") else "x86_portable"
+    assert manifest["export"]["int8_quantization"] == portable_quant_target() == expected
+    assert manifest["export"]["validated_on"][0] == platform.machine().lower()

@@ -16,8 +16,11 @@ from rfm.cli.train import require_train_extra
 @click.option("--opset", type=int, default=18, show_default=True)
 @click.option("--validation-data", type=click.Path(dir_okay=False), default=None,
               help="JSONL pairs to validate int8 decisions on (default: a built-in sample).")
-@click.option("--quantization", type=click.Choice(["auto", "avx512_vnni", "avx512", "avx2", "arm64"]),
-              default="auto", show_default=True, help="int8 config; auto matches this machine's ISA.")
+@click.option("--quantization", type=click.Choice(["auto", "host", "x86_portable", "avx512_vnni", "avx512", "avx2",
+                                                  "arm64"]),
+              default="auto", show_default=True, help="int8 config. auto: right on every CPU of this "
+              "architecture (x86-64: x86_portable, uint8 x 7-bit int8 weights, which cannot saturate on AVX2 CPUs "
+              "without VNNI); host: the best for this machine's ISA, for an artifact that runs only on such CPUs.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact dir.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as one JSON object.")
 def export(run: str, output: str, precision: str, opset: int, validation_data: str | None, quantization: str,

@@ -1,0 +1,129 @@
+"""The CPU rows of the runtime-speed targets, side by side in one run (issue 14):
+
+- tokenise + pad 32 x 256;
+- rerank of 8 candidates x 256 tokens (int8, --threads), with the prompt tokenised once vs per candidate;
+- the wrapper over a bare `session.run` (int8, 8 x 128);
+- rfm int8 end to end vs PyTorch fp32 end to end (HF tokenizer + eager model, as sentence-transformers
+  would run it) on the same 8 x 256 batch, and model-only.
+
+    .venv/bin/python benchmarks/rerank_latency.py [--artifact ART] [--run RUN] [--threads 2]
+
+Writes benchmarks/results/rerank_latency.{json,md}. Each figure is the median of repeated calls after
+warm-up; p90/p50 says whether the machine was quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rfm.runtime import FeatureExtractor, RewardModel, load_artifact  # noqa: E402
+
+from rfm.bench import machine, texts_of_length  # noqa: E402
+
+
+def timed(call, repeats: int, warmup: int = 3) -> dict:
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - t)
+    ms = np.asarray(samples) * 1e3
+    return {"p50_ms": round(float(np.median(ms)), 3), "p90_ms": round(float(np.percentile(ms, 90)), 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifact", default=str(ROOT / "benchmarks" / "work" / "models" / "tldr" / "rfm-s0" / "artifact"))
+    parser.add_argument("--run", default=None, help="Run dir for PyTorch (default: the artifact's source run).")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args()
+    artifact = load_artifact(args.artifact)
+    int8 = FeatureExtractor(artifact, device="cpu", precision="int8", threads=args.threads)
+    tok = int8.tokenizer
+    result: dict = {"command": "python benchmarks/rerank_latency.py", "machine": machine(), "threads": args.threads,
+                    "artifact": args.artifact}
+
+    prompts, responses = texts_of_length(tok, 32, 256)
+    result["tokenize_pad_32x256"] = timed(lambda: tok(prompts, responses), args.repeats * 3)
+
+    prompts8, responses8 = texts_of_length(tok, 8, 256)
+    prompt = prompts8[0]
+    with tempfile.TemporaryDirectory() as store:
+        model = RewardModel.load(args.artifact, device="cpu", precision="int8", threads=args.threads, store=store)
+        result["rerank_8x256"] = timed(lambda: model.rerank("bench", prompt, responses8), args.repeats)
+        result["rerank_8x256_prompt_per_candidate"] = timed(
+            lambda: int8([prompt] * len(responses8), responses8), args.repeats)
+
+    p128, r128 = texts_of_length(tok, 8, 128)
+    batch = tok(p128, r128)
+    feeds = {k: batch[k] for k in int8.input_names}
+    result["int8_8x128_wrapper"] = timed(lambda: int8(p128, r128), args.repeats)
+    result["int8_8x128_bare_run"] = timed(lambda: int8.session.run(["features"], feeds), args.repeats)
+
+    same = [prompt] * len(responses8)
+    result["int8_8x256_end_to_end"] = timed(lambda: int8(same, responses8), args.repeats)
+    try:
+        import torch
+        from rfm.train.rundir import load_run
+    except ImportError:
+        result["torch"] = "not installed"
+    else:
+        torch.set_num_threads(args.threads)
+        run = args.run or artifact.manifest.export.get("source_run")
+        torch_model, hf_tok, config = load_run(run)
+
+        def torch_end_to_end():
+            encoded = hf_tok(same, responses8, padding=True, truncation="longest_first",
+                             max_length=config.rfm_max_length, return_tensors="pt")
+            with torch.inference_mode():
+                return torch_model(**encoded)["features"]
+
+        arrays = {k: torch.from_numpy(v) for k, v in tok(same, responses8).items()}
+
+        def torch_model_only():
+            with torch.inference_mode():
+                return torch_model(**arrays)["features"]
+
+        result["torch_fp32_8x256_end_to_end"] = timed(torch_end_to_end, args.repeats)
+        result["torch_fp32_8x256_model_only"] = timed(torch_model_only, args.repeats)
+        result["torch_version"] = torch.__version__
+    out = Path(args.out)
+    (out / "rerank_latency.json").write_text(json.dumps(result, indent=1))
+    m = result["machine"]
+    rows = [(k, v) for k, v in result.items() if isinstance(v, dict) and "p50_ms" in v]
+    lines = ["# CPU latency of the runtime's hot paths (issue 14's CPU rows)", "",
+             f"Command: `{result['command']} --artifact {args.artifact}`; {m['cpu']} ({m['cores']} cores, {' '.join(m['isa'])}), "
+             f"onnxruntime {m['onnxruntime']}, {args.threads} threads, Python {platform.python_version()}"
+             + (f", torch {result['torch_version']}" if "torch_version" in result else "") + ".", "",
+             "| measure | p50 ms | p90 ms |", "|---|---:|---:|"]
+    lines += [f"| {k} | {v['p50_ms']:.2f} | {v['p90_ms']:.2f} |" for k, v in rows]
+    wrapper = result["int8_8x128_wrapper"]["p50_ms"] / result["int8_8x128_bare_run"]["p50_ms"] - 1
+    lines += ["", f"- wrapper over bare run, int8 8 x 128: {wrapper:+.1%}"]
+    if "torch_fp32_8x256_end_to_end" in result:
+        e2e = result["torch_fp32_8x256_end_to_end"]["p50_ms"] / result["int8_8x256_end_to_end"]["p50_ms"]
+        rr = result["torch_fp32_8x256_end_to_end"]["p50_ms"] / result["rerank_8x256"]["p50_ms"]
+        lines += [f"- PyTorch fp32 end to end / rfm int8 end to end, 8 x 256: {e2e:.2f}x",
+                  f"- PyTorch fp32 end to end / rfm rerank 8 x 256: {rr:.2f}x"]
+        result["ratios"] = {"wrapper_over_bare": wrapper, "torch_e2e_over_int8_e2e": e2e, "torch_e2e_over_rerank": rr}
+        (out / "rerank_latency.json").write_text(json.dumps(result, indent=1))
+    (out / "rerank_latency.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
