@@ -212,13 +212,15 @@ def main() -> None:
         splits = {k: v for k, v in splits.items() if k in args.datasets.split(",")}
     pool = sorted({t for p in load_pairs(work / "pool.jsonl") for t in (p.chosen, p.rejected)})
     seeds = [int(s) for s in args.seeds.split(",")][: 1 if args.quick else None]
-    command = "python benchmarks/personalization.py" + (" --quick" if args.quick else "")
+    command = ("python benchmarks/personalization.py" + (" --quick" if args.quick else "")
+               + (f" --datasets {args.datasets}" if args.datasets else ""))
     results: dict = {"command": command, "repeats": REPEATS, "seeds": seeds, "datasets": {}}
     results_path = out / "personalization.json"
     if results_path.is_file() and args.datasets:  # a subset re-run keeps the other datasets' results
         results["datasets"] = json.loads(results_path.read_text()).get("datasets", {})
     for dataset, split in splits.items():
         results["datasets"][dataset] = run_dataset(dataset, split, work, seeds, pool, started)
+        results["datasets"][dataset]["measured_by"] = f"{command} (started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
         results_path.write_text(json.dumps(results, indent=1))
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     results_path.write_text(json.dumps(results, indent=1))

@@ -50,12 +50,14 @@ def personalization_report(path: Path, out: Path) -> None:
 
     results = json.loads(Path(path).read_text())
     lines = ["# Personalisation: held-out users adapted from m of their own choices", "",
-             f"Command: `{results['command']}` (total {results.get('total_seconds', 0) / 60:.0f} min, 2-core CPU).",
+             f"Command: `{results['command']}`"
+             + (f" (total {results['total_seconds'] / 60:.0f} min, 2-core CPU)." if results.get("total_seconds") else "."),
              "", DESCRIPTION, ""]
     for dataset, entry in results["datasets"].items():
         split = entry.get("split") or {}
         first = next(iter(entry["methods"].values()))[0]["new_responses"]
-        lines += [f"## {dataset}", "", f"{split.get('train_users', '?')} training raters, "
+        lines += [f"## {dataset}", "", *([f"Measured by `{entry['measured_by']}`.", ""] if entry.get("measured_by") else []),
+                  f"{split.get('train_users', '?')} training raters, "
                   f"{split.get('heldout_users', '?')} held-out users; {first['users']} of them at every m "
                   f"({first['excluded_users']} left out: too few pairs for the largest m with a new-response "
                   "test pair).", "", "New responses (headline):", ""]
