@@ -12,7 +12,8 @@ from conftest import ROOT
 from rfm.cli.main import cli
 
 COMMANDS = [["data", "convert"], ["data", "split"], ["data", "synth"], ["data", "stats"], ["train"], ["export"],
-            ["eval"], ["adapt"], ["feedback"], ["score"], ["rerank"], ["users", "list"], ["check"], ["bench"], ["demo"]]
+            ["eval"], ["adapt"], ["feedback"], ["score"], ["rerank"], ["users", "list"], ["users", "migrate"], ["users", "export"],
+            ["users", "import"], ["check"], ["serve"], ["bench"], ["demo"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

@@ -10,6 +10,7 @@ from rfm.cli.data import data
 from rfm.cli.demo import demo
 from rfm.cli.export import export
 from rfm.cli.runtime import adapt, bench, check, evaluate_command, feedback, rerank, score, users
+from rfm.cli.serve import serve
 from rfm.cli.train import train
 
 
@@ -27,7 +28,7 @@ def cli() -> None:
 cli.add_command(data)
 cli.add_command(train)
 cli.add_command(export)
-for command in (evaluate_command, adapt, feedback, score, rerank, users, check, bench, demo):
+for command in (evaluate_command, adapt, feedback, score, rerank, users, check, serve, bench, demo):
     cli.add_command(command)
 
 

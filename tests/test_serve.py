@@ -1,0 +1,146 @@
+"""rfm serve: a real service on an ephemeral loopback port, real HTTP requests, hostile ones included."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import ROOT
+
+TOKEN = "t" * 43
+
+
+@pytest.fixture(scope="module")
+def service(tiny_artifact, tmp_path_factory):
+    import uvicorn
+    from rfm.runtime import RewardModel
+
+    from rfm.service import create_app
+
+    store = tmp_path_factory.mktemp("serve_store")
+    model = RewardModel.load(tiny_artifact, device="cpu", store=store)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(model, TOKEN, max_body=200_000), host="127.0.0.1", port=port,
+                                           log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield f"http://127.0.0.1:{port}", model
+    server.should_exit = True
+    thread.join(10)
+
+
+def call(base: str, method: str, path: str, body=None, token: str | None = TOKEN, raw: bytes | None = None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_rerank_feedback_and_users_over_http(service):
+    base, _ = service
+    assert call(base, "GET", "/v1/health", token=None) == (200, {"status": "ok", "api": "v1"})
+    status, info = call(base, "GET", "/v1/model")
+    assert status == 200 and info["features"] == 8 and info["precision"] == "int8"
+    drafts = ["- one\n- two\n- three", "Maybe, perhaps?", "A plain answer.", "no"]
+    status, ranked = call(base, "POST", "/v1/rerank", {"user": "ann", "prompt": "p", "candidates": drafts, "top_k": 2})
+    assert status == 200 and len(ranked["candidates"]) == 2
+    status, pair = call(base, "POST", "/v1/next-question", {"user": "ann", "prompt": "p", "candidates": drafts})
+    assert status == 200 and len(pair["pair"]) == 2
+    status, done = call(base, "POST", "/v1/feedback", {"user": "ann", "prompt": "p", "chosen": drafts[0],
+                                                       "rejected": drafts[3]})
+    assert status == 200 and done["choices"] == 1
+    status, summary = call(base, "GET", "/v1/users/ann")
+    assert status == 200 and summary["choices"] == 1 and len(summary["weights"]) == 8
+    status, exported = call(base, "GET", "/v1/users/ann/export")
+    assert status == 200 and exported["choices"] == [["p", drafts[0], drafts[3]]]
+    assert call(base, "DELETE", "/v1/users/ann") == (200, {"user": "ann", "deleted": True})
+    assert call(base, "GET", "/v1/users/ann")[0] == 404
+    status, schema = call(base, "GET", "/openapi.json", token=None)
+    assert status == 200 and "/v1/rerank" in schema["paths"]
+
+
+@pytest.mark.parametrize("token, path, body, raw, status, code", [
+    (None, "/v1/score", {"user": "u", "prompt": "p", "candidates": ["a"]}, None, 401, "unauthorized"),
+    ("wrong", "/v1/score", {"user": "u", "prompt": "p", "candidates": ["a"]}, None, 401, "unauthorized"),
+    (TOKEN, "/v1/score", None, b"{not json", 400, "bad_json"),
+    (TOKEN, "/v1/score", None, b"[1, 2]", 400, "bad_json"),
+    (TOKEN, "/v1/score", None, b'{"user": "u", "prompt": "p", "candidates": ["a"], "x": NaN}', 400, "bad_json"),
+    (TOKEN, "/v1/score", {"user": "u", "prompt": "p", "candidates": []}, None, 400, "bad_field"),
+    (TOKEN, "/v1/score", {"user": "u", "prompt": 3, "candidates": ["a"]}, None, 400, "bad_field"),
+    (TOKEN, "/v1/score", {"user": "u", "prompt": "p", "candidates": ["a"] * 300}, None, 413, "too_many_candidates"),
+    (TOKEN, "/v1/score", {"user": "u", "prompt": "p", "candidates": ["x" * 300_000]}, None, 413, "body_too_large"),
+    (TOKEN, "/v1/rerank", {"user": "u", "prompt": "p", "candidates": ["a"], "top_k": 0}, None, 400, "bad_field"),
+    (TOKEN, "/v1/feedback", {"user": "u", "prompt": "p", "chosen": "a", "rejected": "a"}, None, 400, "bad_request"),
+    (TOKEN, "/v1/feedback", {"user": "", "prompt": "p", "chosen": "a", "rejected": "b"}, None, 400, "bad_request"),
+])
+def test_bad_requests_get_json_4xx_and_the_service_keeps_serving(service, token, path, body, raw, status, code):
+    base, _ = service
+    got_status, got = call(base, "POST", path, body, token=token, raw=raw)
+    assert (got_status, got["error"]["code"]) == (status, code) and "Traceback" not in json.dumps(got)
+    assert call(base, "GET", "/v1/health", token=None)[0] == 200
+
+
+def test_concurrent_feedback_loses_nothing(service):
+    base, model = service
+
+    def one(i: int) -> int:
+        return call(base, "POST", "/v1/feedback", {"user": "bob", "prompt": f"p{i}", "chosen": f"a long answer {i}",
+                                                   "rejected": "no"})[0]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(one, range(24))) == {200}
+    assert model.store.read("bob").feedback_total == 24
+
+
+def test_python_and_node_clients(service):
+    base, _ = service
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "serve_client.py"), base, TOKEN],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "best for carol" in out.stdout, out.stderr
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the JavaScript client was not run")
+    out = subprocess.run([node, str(ROOT / "examples" / "serve_client.mjs"), base, TOKEN],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "best for dora" in out.stdout, out.stderr
+
+
+def test_token_is_created_owner_only_and_reused(tmp_path):
+    import os
+
+    from rfm.service import load_or_create_token
+
+    path = tmp_path / "serve-token"
+    first = load_or_create_token(path)
+    assert len(first) >= 32 and load_or_create_token(path) == first
+    if os.name == "posix":
+        assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_serve_refuses_a_non_loopback_host_without_allow_remote(tiny_artifact):
+    from click.testing import CliRunner
+
+    from rfm.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["serve", str(tiny_artifact), "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "--allow-remote" in result.output
