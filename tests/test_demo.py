@@ -29,6 +29,8 @@ def test_demo_runs_every_stage(tiny_backbone, tmp_path):
     example = summary["personalised_example"]
     assert example["synthetic"] and example["taste"] and example["candidates"] >= 2 and example["adapted_on"] >= 1
     assert example["new_response_pairs"] >= 1 and 0.0 <= example["personalised_accuracy"] <= 1.0
+    assert example["chosen_as"] == "median gain" and set(example["top_pick_normalised_reward"]) == {
+        "one_size", "personalised"}
     assert "synthetic; taste:" in result.stderr and "new responses" in result.stderr
     assert summary["latency"]["rerank8_p50_ms"] > 0
     # a re-run reuses the trained runs and exported artifacts (TL;DR and taste: 2 + 2 each)
