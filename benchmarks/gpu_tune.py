@@ -60,6 +60,11 @@ def run_one(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     summary, _ = train_stage(split / "train.jsonl", folder / "run", cfg, progress=True)
     train_s = time.perf_counter() - t0
+    # The training curve survives even if the export or evaluation below runs out of time.
+    partial = Path(args.out) / f"{args.dataset}-{args.recipe}-s{args.seed}.training.json"
+    partial.write_text(json.dumps({"options": options | {"backbone": None}, "train_s": round(train_s, 1),
+                                   "best_epoch": summary.get("best_epoch"), "history": summary.get("history")},
+                                  indent=1, default=float))
     manifest, _ = export_stage(folder / "run", folder / "artifact", ["fp32", "int8"], split / "heldout.jsonl",
                                fallback=["fp32"])
     precision = "int8" if "int8" in manifest.precisions else "fp32"
@@ -79,7 +84,8 @@ def run_one(args: argparse.Namespace) -> dict:
 
 def report(folder: Path, out: Path, note: str = "") -> None:
     """Merge the per-process JSON files: mean and spread over seeds per recipe, as Markdown."""
-    rows = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if p.name != "gpu_tune.json"]
+    rows = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))
+            if p.name != "gpu_tune.json" and not p.name.endswith(".training.json")]
     by_recipe: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         by_recipe.setdefault((row["dataset"], row["recipe"]), []).append(row)

@@ -3,7 +3,9 @@
 #   bash benchmarks/gpu_tune.sh DATASET SECONDS RECIPE... (RECIPE = name[:key=value,key=value])
 # Trains every recipe x seeds 0,1,2 as parallel processes on the one GPU (bf16 autocast), each
 # exporting and evaluating its model (int8, CPU runtime); whatever finished within SECONDS is merged
-# into gpu_tune.{json,md}; everything (logs, per-run JSON) lands in $OUT/gpu_tune.tar.gz.
+# into gpu_tune.{json,md}; everything (logs, per-run JSON) lands in $OUT/gpu_tune.tar.gz. Give the call's
+# timeout ~30 s more than SECONDS; export and evaluation of one model take ~2 min on the machine's CPUs
+# (a second try with 90 s of training and SECONDS=185 returned nothing: all three were still evaluating).
 set -u
 dataset=$1; budget=$2; shift 2
 R=$(pwd); T=$R/.device/t; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -39,7 +41,7 @@ for recipe in "$@"; do
   done
 done
 start=$SECONDS
-while [[ -n $(jobs -r) ]]; do sleep 15; echo "[$((SECONDS - start))s] running: $(jobs -r | wc -l); $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null)"; done
+while [[ -n $(jobs -r) ]]; do sleep 5; echo "[$((SECONDS - start))s] running: $(jobs -r | wc -l); $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null)"; done
 tail -n 3 /tmp/logs/*.log
 ls /tmp/res/*.json >/dev/null 2>&1 && python3 /tmp/rs/benchmarks/gpu_tune.py --report /tmp/res --out /tmp/res
 tar czf "$OUT/gpu_tune.tar.gz" -C /tmp res logs
