@@ -28,6 +28,9 @@ from rfm.runtime.model import MAX_CANDIDATES, RewardModel
 API = "v1"
 MAX_BODY_BYTES = 2 << 20
 MAX_SERVICE_CANDIDATES = 256  # per request; the library allows more, a desktop reranker needs far fewer
+# Requests past this many in flight get 503 "busy" at once: on a CPU-bound machine a longer queue only
+# makes every interactive caller wait (16 queued reranks of 8 x 256 already wait ~5 s on 2 cores).
+MAX_IN_FLIGHT = 16
 
 
 def token_file(root: Path | None = None) -> Path:
@@ -74,8 +77,13 @@ def _no_constants(value: str) -> float:
     raise ValueError(f"{value} is not a number JSON allows")
 
 
-def create_app(model: RewardModel, token: str | None, max_body: int = MAX_BODY_BYTES):
+def create_app(model: RewardModel, token: str | None, max_body: int = MAX_BODY_BYTES,
+               max_in_flight: int = MAX_IN_FLIGHT):
     """The Starlette app serving `model`; `token` None means no auth (tests, trusted sandboxes)."""
+    import threading
+
+    in_flight = [0]
+    counter = threading.Lock()
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
@@ -100,7 +108,20 @@ def create_app(model: RewardModel, token: str | None, max_body: int = MAX_BODY_B
                         raise ApiError(400, "bad_json", "the body must be one JSON object (UTF-8)") from None
                     if not isinstance(body, dict):
                         raise ApiError(400, "bad_json", "the body must be one JSON object")
-                result = await run_in_threadpool(fn, body, dict(request.path_params))
+                with counter:
+                    busy = not public and in_flight[0] >= max_in_flight
+                    if not busy and not public:
+                        in_flight[0] += 1
+                if busy:
+                    return JSONResponse({"error": {"code": "busy", "message": f"{max_in_flight} requests in "
+                                                   "flight; retry shortly"}}, status_code=503,
+                                        headers={"Retry-After": "1"})
+                try:
+                    result = await run_in_threadpool(fn, body, dict(request.path_params))
+                finally:
+                    if not public:
+                        with counter:
+                            in_flight[0] -= 1
                 return JSONResponse(result)
             except ApiError as exc:
                 return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status)

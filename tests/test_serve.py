@@ -144,3 +144,36 @@ def test_serve_refuses_a_non_loopback_host_without_allow_remote(tiny_artifact):
 
     result = CliRunner().invoke(cli, ["serve", str(tiny_artifact), "--host", "0.0.0.0"])
     assert result.exit_code == 2 and "--allow-remote" in result.output
+
+
+def test_requests_past_the_in_flight_limit_get_503_busy_at_once():
+    import uvicorn
+    from rfm.runtime.model import Ranked
+
+    from rfm.service import create_app
+
+    class SlowModel:
+        def rerank(self, user, prompt, candidates, top_k=None):
+            time.sleep(1.0)
+            return [Ranked(0, candidates[0], 0.0)]
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(SlowModel(), None, max_in_flight=1), host="127.0.0.1",
+                                           port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        body = {"user": "u", "prompt": "p", "candidates": ["a", "b"]}
+        with ThreadPoolExecutor(3) as pool:
+            statuses = sorted(s for s, _ in pool.map(lambda _: call(base, "POST", "/v1/rerank", body, token=None),
+                                                     range(3)))
+        assert statuses[0] == 200 and 503 in statuses
+        assert call(base, "POST", "/v1/rerank", body, token=None)[0] == 200  # the slot is free again
+    finally:
+        server.should_exit = True
+        thread.join(10)
