@@ -21,7 +21,7 @@ from rfm.export.onnx_export import (
 from rfm.export.quantize import convert_fp16, host_isa, quantize_int8
 from rfm.export.sample import sample_pairs
 from rfm.runtime.artifact import MANIFEST, load_artifact, sha256_file
-from rfm.runtime.conformance import CONFORMANCE_FILE, check_conformance, write_conformance
+from rfm.runtime.conformance import CONFORMANCE_FILE, check_conformance, row_cosines, write_conformance
 from rfm.runtime.manifest import FINGERPRINT_SCHEME, Manifest, Truncation, graphs_fingerprint
 from rfm.runtime.tokenize import PairTokenizer
 
@@ -68,17 +68,8 @@ def _max_diff_vs_torch(path: Path, model, batches) -> float:
     return max(float(np.abs(onnx_features(session, b) - torch_features(model, b)).max()) for b in batches)
 
 
-def _cosines(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """Per-text cosine of feature vectors; for d = 1 (a scalar reward) the cosine of the whole column."""
-    if reference.shape[1] == 1:
-        reference, other = reference.T, other.T
-    num = (reference * other).sum(1)
-    den = np.linalg.norm(reference, axis=1) * np.linalg.norm(other, axis=1)
-    return np.where(den > 0, num / np.maximum(den, 1e-30), 1.0)
-
-
 def _compare(reference: np.ndarray, other: np.ndarray, pairs, w: np.ndarray) -> dict:
-    cosine = _cosines(reference, other)
+    cosine = row_cosines(reference, other)
     a, b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     margin = (reference[a] - reference[b]) @ w
     agree = np.sign(margin) == np.sign((other[a] - other[b]) @ w)

@@ -256,14 +256,14 @@ def personalise_one(artifact: Path, heldout, raters, shots: int, store: Path, se
             continue
         w = model.fit(featurise_pairs(extractor, adapt_pairs))
         deltas = featurise_pairs(extractor, test_pairs)
-        gains[user] = (accuracy(deltas, w), accuracy(deltas, model.population["mean"]), len(test_pairs))
+        gains[user] = (accuracy(deltas, w), accuracy(deltas, model.population["mean"]), adapt_pairs, test_pairs)
     if not gains:
         raise RuntimeError("no held-out person has a choice left between responses they did not judge; "
                        "use more --taste-pairs")
     ranked_users = sorted(gains, key=lambda u: gains[u][0] - gains[u][1])
     user = ranked_users[len(ranked_users) // 2]
-    personal_acc, population_acc, n_test = gains[user]
-    adapt_pairs, test_pairs = _split_for(by_user[user], shots, seed)
+    personal_acc, population_acc, adapt_pairs, test_pairs = gains[user]
+    n_test = len(test_pairs)
     model.store.delete(user)
     pool = sorted({t for p in test_pairs for t in (p.chosen, p.rejected)})
     rng = np.random.default_rng(seed + 1)

@@ -55,10 +55,8 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _text(body: dict, key: str, required: bool = True) -> str | None:
+def _text(body: dict, key: str) -> str:
     value = body.get(key)
-    if value is None and not required:
-        return None
     if not isinstance(value, str):
         raise ApiError(400, "bad_field", f"'{key}' must be a string")
     return value
@@ -82,8 +80,7 @@ def create_app(model: RewardModel, token: str | None, max_body: int = MAX_BODY_B
     """The Starlette app serving `model`; `token` None means no auth (tests, trusted sandboxes)."""
     import threading
 
-    in_flight = [0]
-    counter = threading.Lock()
+    slots = threading.BoundedSemaphore(max_in_flight)
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
@@ -108,21 +105,16 @@ def create_app(model: RewardModel, token: str | None, max_body: int = MAX_BODY_B
                         raise ApiError(400, "bad_json", "the body must be one JSON object (UTF-8)") from None
                     if not isinstance(body, dict):
                         raise ApiError(400, "bad_json", "the body must be one JSON object")
-                with counter:
-                    busy = not public and in_flight[0] >= max_in_flight
-                    if not busy and not public:
-                        in_flight[0] += 1
-                if busy:
+                if public:
+                    return JSONResponse(await run_in_threadpool(fn, body, dict(request.path_params)))
+                if not slots.acquire(blocking=False):
                     return JSONResponse({"error": {"code": "busy", "message": f"{max_in_flight} requests in "
                                                    "flight; retry shortly"}}, status_code=503,
                                         headers={"Retry-After": "1"})
                 try:
-                    result = await run_in_threadpool(fn, body, dict(request.path_params))
+                    return JSONResponse(await run_in_threadpool(fn, body, dict(request.path_params)))
                 finally:
-                    if not public:
-                        with counter:
-                            in_flight[0] -= 1
-                return JSONResponse(result)
+                    slots.release()
             except ApiError as exc:
                 return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status)
             except UsageError as exc:

@@ -22,6 +22,15 @@ CASES = 4
 MIN_COSINE = {"fp32": 0.9999, "int8": 0.99, "fp16": 0.999}
 
 
+def row_cosines(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Per-text cosine of feature vectors; for d = 1 (a scalar reward) the cosine of the whole column."""
+    if reference.shape[1] == 1:
+        reference, other = reference.T, other.T
+    num = (reference * other).sum(1)
+    den = np.linalg.norm(reference, axis=1) * np.linalg.norm(other, axis=1)
+    return np.where(den > 0, num / np.maximum(den, 1e-30), 1.0)
+
+
 def write_conformance(path: str | os.PathLike, tokenizer: PairTokenizer, texts: Sequence[tuple[str, str]],
                       features: dict[str, np.ndarray], cases: int = CASES) -> None:
     """Write the first `cases` texts, their token ids and each precision's features (rows aligned with texts)."""
@@ -63,12 +72,7 @@ def check_conformance(artifact: Artifact, precision: str, device: str = "cpu", t
     encodings = extractor.tokenizer.encode(prompts, responses)
     tokens_match = all(list(e.ids) == c["input_ids"] and list(e.type_ids) == c["token_type_ids"]
                        for e, c in zip(encodings, cases, strict=True))
-    got = extractor(prompts, responses).astype(np.float64)
-    if expected.shape[1] == 1:  # a scalar reward: compare the column, as the export's validation does
-        got, expected = got.T, expected.T
-    cosine = (got * expected).sum(1) / np.maximum(np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1),
-                                                  1e-30)
-    worst = float(cosine.min())
+    worst = float(row_cosines(expected, extractor(prompts, responses).astype(np.float64)).min())
     return {"precision": precision, "device": extractor.device, "reference": reference_precision,
             "cases": len(cases), "tokens_match": tokens_match, "min_cosine": worst, "required": bound,
             "ok": bool(tokens_match and worst >= bound)}

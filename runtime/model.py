@@ -41,6 +41,7 @@ class RewardModel:
         # None: each user keeps the prior their weights were fitted with (population for a new user).
         self.prior, self.C = prior, C
         self._adapters: dict[str, UserAdapter] = {}
+        self._no_history: set[str] = set()  # users already looked up under earlier artifacts, in vain
 
     @classmethod
     def load(cls, artifact: str | os.PathLike, device: str = "auto", precision: str = "auto",
@@ -71,14 +72,14 @@ class RewardModel:
         """What is stored for the user under this artifact; a user known only to an earlier artifact in the
         same store is refitted here from their stored choices first (so a model update keeps their taste)."""
         record = self.store.read(user)
-        if record is None and (history := self.store.history_elsewhere(user)) is not None:
-            old_fingerprint, choices, prior = history
-            self.adapt(user, choices, replace=True, prior=self.prior or prior)
-            with self.store.locked(user):
-                record = self.store.read(user)
-                record.migrated_from = old_fingerprint
-                self.store.write(record)
-        return record
+        if record is not None or user in self._no_history:
+            return record
+        old = self.store.history_elsewhere(user)
+        if old is None:
+            self._no_history.add(user)  # a new user: no search of the store on every later call
+            return None
+        return self._refit(user, old.choices, replace=True, prior=self.prior or old.prior,
+                           migrated_from=old.fingerprint)
 
     def score(self, user: str, prompt: str, candidates: Sequence[str]) -> np.ndarray:
         """Rewards of candidate responses for this user."""
@@ -103,6 +104,11 @@ class RewardModel:
         """Add (prompt, chosen, rejected) choices (or replace all with `replace`) and refit; returns w."""
         if not replace:
             self.record(user)  # a user of an earlier artifact is brought over first
+        return self._refit(user, pairs, replace, prior).w
+
+    def _refit(self, user: str, pairs: Sequence[tuple[str, str, str]], replace: bool, prior: str | None,
+               migrated_from: str | None = None) -> UserRecord:
+        """Validate the choices, add them (or replace all), refit w and store the record."""
         for choice in pairs:
             if len(choice) != 3 or not all(isinstance(t, str) for t in choice):
                 raise UsageError("a choice is (prompt, chosen, rejected), three strings")
@@ -124,8 +130,9 @@ class RewardModel:
             record.choices = [*record.choices, *(tuple(c) for c in pairs)][-self.store.max_deltas :]
             record.feedback_total += len(new)
             record.w = self.fit(record.deltas, record.prior)
+            record.migrated_from = migrated_from or record.migrated_from
             self.store.write(record)
-        return record.w
+        return record
 
     def fit(self, deltas: np.ndarray, prior: str | None = None) -> np.ndarray:
         """MAP weights from feature differences (chosen - rejected); the prior mean for a non-adaptive model."""
@@ -139,7 +146,10 @@ class RewardModel:
         pairs = [(i, j) for i in range(len(candidates)) for j in range(i + 1, len(candidates))]
         deltas = np.array([phi[i] - phi[j] for i, j in pairs])
         record = self.record(user)
-        mean, cov = self.adapter(record.prior if record is not None else None).posterior(record.deltas if record is not None else np.zeros((0, len(phi[0]))))
+        if record is None:
+            mean, cov = self.adapter().posterior(np.zeros((0, phi.shape[1])))
+        else:
+            mean, cov = self.adapter(record.prior).posterior(record.deltas)
         best = rank_queries(deltas, mean, cov, method)[0]
         return pairs[int(best)]
 

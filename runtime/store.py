@@ -75,6 +75,32 @@ def parse_choices(value) -> list[tuple[str, str, str]]:
     return choices
 
 
+def parse_user_file(raw: bytes, source: str, d: int | None = None) -> UserRecord:
+    """A user file's bytes as a record (`d`: the weights' expected length, None to take the file's own);
+    StoreError naming `source` if anything is off. The one parser of user files: reads, history, import."""
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        if not isinstance(data, dict) or data.get("format") != USER_FORMAT:
+            raise ValueError("not an rfm user file")
+        if data.get("format_version") != USER_FORMAT_VERSION:
+            raise ValueError(f"unknown format version {data.get('format_version')!r}")
+        w = np.asarray(data["w"], dtype=np.float64)
+        deltas = np.asarray(data["deltas"], dtype=np.float64).reshape(-1, len(w))
+        if w.ndim != 1 or (d is not None and w.shape != (d,)):
+            raise ValueError(f"w has {w.size} values, the artifact has d={d}")
+        if not (np.all(np.isfinite(w)) and np.all(np.isfinite(deltas))):
+            raise ValueError("NaN or inf in the weights")
+        prior = data.get("prior", "population")
+        if prior not in ("population", "none"):
+            raise ValueError(f"unknown prior {prior!r}")
+        return UserRecord(str(data["user_id"]), str(data["fingerprint"]), w, deltas, int(data["feedback_total"]),
+                          float(data["created"]), float(data["updated"]), prior,
+                          parse_choices(data.get("choices", [])), data.get("migrated_from"))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError, RecursionError) as exc:
+        raise StoreError(f"{source}: corrupt user file ({exc}); it was left untouched — move it away or "
+                         "delete this user") from None
+
+
 def check_user_id(user_id: str) -> str:
     if not isinstance(user_id, str) or not user_id:
         raise UsageError("must be a non-empty string", param="user")
@@ -144,27 +170,7 @@ class UserStore:
     def _read_path(self, path: Path, expect_user: str | None = None) -> UserRecord | None:
         if not path.exists():
             return None
-        try:
-            data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_reject_constant)
-            if not isinstance(data, dict) or data.get("format") != USER_FORMAT:
-                raise ValueError("not an rfm user file")
-            if data.get("format_version") != USER_FORMAT_VERSION:
-                raise ValueError(f"unknown format version {data.get('format_version')!r}")
-            w = np.asarray(data["w"], dtype=np.float64)
-            deltas = np.asarray(data["deltas"], dtype=np.float64).reshape(-1, len(w))
-            if w.shape != (self.d,):
-                raise ValueError(f"w has {w.size} values, the artifact has d={self.d}")
-            if not (np.all(np.isfinite(w)) and np.all(np.isfinite(deltas))):
-                raise ValueError("NaN or inf in the weights")
-            prior = data.get("prior", "population")
-            if prior not in ("population", "none"):
-                raise ValueError(f"unknown prior {prior!r}")
-            record = UserRecord(str(data["user_id"]), str(data["fingerprint"]), w, deltas,
-                                int(data["feedback_total"]), float(data["created"]), float(data["updated"]), prior,
-                                parse_choices(data.get("choices", [])), data.get("migrated_from"))
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError, RecursionError) as exc:
-            raise StoreError(f"{path}: corrupt user file ({exc}); it was left untouched — move it away or "
-                             "delete this user") from None
+        record = parse_user_file(path.read_bytes(), str(path), self.d)
         if record.fingerprint != self.fingerprint:
             raise StoreError(f"{path}: belongs to another artifact (fingerprint {record.fingerprint[:12]}…, "
                              f"expected {self.fingerprint[:12]}…); it was left untouched")
@@ -194,40 +200,26 @@ class UserStore:
                 if now - tmp.stat().st_mtime > older_than_s:
                     tmp.unlink()
 
-    def history_elsewhere(self, user_id: str) -> tuple[str, list[tuple[str, str, str]], str] | None:
-        """The user's stored choices under another artifact of this store (the newest such file):
-        (fingerprint, choices, prior), or None. Unreadable files are skipped: they are never touched."""
-        name = user_file_name(check_user_id(user_id))
-        found = []
-        for path in self.root.glob(f"*/{name}"):
+    def _elsewhere(self, pattern: str) -> Iterator[UserRecord]:
+        """Readable records with stored choices under the other artifacts of this root (bad files skipped,
+        never touched)."""
+        for path in self.root.glob(f"*/{pattern}"):
             if path.parent == self.folder:
                 continue
-            try:
-                data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_reject_constant)
-                if data.get("format") != USER_FORMAT or data.get("user_id") != user_id:
-                    continue
-                choices = parse_choices(data.get("choices", []))
-                if choices:
-                    found.append((float(data.get("updated", 0)), str(data["fingerprint"]), choices,
-                                  data.get("prior", "population")))
-            except (OSError, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError):
-                continue
-        if not found:
-            return None
-        _, fingerprint, choices, prior = max(found, key=lambda f: f[0])
-        return fingerprint, choices, prior if prior in ("population", "none") else "population"
+            with contextlib.suppress(OSError, StoreError):
+                record = parse_user_file(path.read_bytes(), str(path))
+                if record.choices:
+                    yield record
+
+    def history_elsewhere(self, user_id: str) -> UserRecord | None:
+        """The user's newest record with stored choices under another artifact of this store, or None."""
+        name = user_file_name(check_user_id(user_id))
+        found = [r for r in self._elsewhere(name) if r.user_id == user_id]
+        return max(found, key=lambda r: r.updated) if found else None
 
     def others(self) -> list[str]:
         """User ids stored under other artifacts of this root with choices to refit from (for `users migrate`)."""
-        ids = set()
-        for path in self.root.glob("*/*.json"):
-            if path.parent == self.folder:
-                continue
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
-                data = json.loads(path.read_bytes().decode("utf-8"))
-                if data.get("format") == USER_FORMAT and data.get("choices"):
-                    ids.add(str(data["user_id"]))
-        return sorted(ids)
+        return sorted({r.user_id for r in self._elsewhere("*.json")})
 
     def users(self) -> list[UserRecord]:
         """All readable users of this artifact (`scan` also says which files could not be read)."""

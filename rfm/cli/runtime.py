@@ -226,7 +226,11 @@ def users_migrate(artifact, store) -> None:
     """Refit, for ARTIFACT, every user stored under an earlier artifact in the same store (from their stored
     choices). Happens by itself on a user's first use of ARTIFACT; this does all of them at once."""
     model = load_model(artifact, store, "auto", "auto", None)
-    moved = [user for user in model.store.others() if model.store.read(user) is None and model.record(user)]
+    moved = []
+    for user in model.store.others():
+        if model.store.read(user) is None:
+            model.record(user)  # refits them from their newest stored choices
+            moved.append(user)
     info(f"refitted {len(moved)} user(s) for {artifact}" + (f": {', '.join(moved[:10])}" if moved else ""))
 
 
@@ -259,27 +263,19 @@ def users_export(artifact, user, output, store) -> None:
 def users_import(artifact, source, store, replace) -> None:
     """Load a user exported with `rfm users export`: as is for the same artifact, else refitted from their
     choices."""
-    import tempfile
-
-    from rfm.runtime.store import StoreError, UserStore
+    from rfm.runtime.store import StoreError, parse_user_file
 
     model = load_model(artifact, store, "auto", "auto", None)
     try:
         raw = Path(source).read_bytes() if source != "-" else sys.stdin.buffer.read()
-        data = json.loads(raw.decode("utf-8"))
-        user = data["user_id"]
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise UsageError(f"{source}: not a user file from `rfm users export` ({type(exc).__name__})") from None
+        record = parse_user_file(raw, source)  # validated exactly as the store reads its own files
+    except OSError as exc:
+        raise UsageError(f"{source}: cannot be read ({exc.strerror or exc})") from None
+    except StoreError as exc:
+        raise UsageError(f"{source}: not a user file from `rfm users export` ({str(exc).split(': ', 1)[-1]})") from None
+    user = record.user_id
     if model.store.read(user) is not None and not replace:
         raise UsageError(f"{user!r} already has data for this artifact; pass --replace to overwrite it")
-    with tempfile.TemporaryDirectory() as scratch:  # parse and validate exactly as the store reads files
-        probe = UserStore(str(data.get("fingerprint", "")), len(data.get("w", [])), scratch)
-        probe.folder.mkdir(parents=True, exist_ok=True)
-        probe.path(user).write_bytes(raw)
-        try:
-            record = probe.read(user)
-        except StoreError as exc:
-            raise UsageError(f"{source}: {str(exc).split(': ', 1)[-1]}") from None
     if record.fingerprint == model.artifact.fingerprint:
         with model.store.locked(user):
             model.store.write(record)
