@@ -4,8 +4,10 @@ Like Ollama or llama.cpp's server: loopback by default, one process keeps the ar
 serves every app of the person at the keyboard. Every endpoint but /v1/health needs the bearer
 token that `rfm serve` creates on first start (owner-only file in the user data dir), as Jupyter
 does. Bad input is a 4xx JSON error `{"error": {"code", "message"}}`; nothing else ever reaches a
-client (no stack traces). Requests run in Starlette's thread pool: onnxruntime sessions are
-thread-safe and the user store locks across threads and processes.
+client (no stack traces). Requests run in a pool of MAX_IN_FLIGHT threads: onnxruntime sessions are
+thread-safe and the user store locks across threads and processes. A request that takes longer than
+the timeout gets 504 at once; its work finishes in the background and holds its in-flight slot
+until then (a session call cannot be interrupted), so the service never runs more than the limit.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ MAX_SERVICE_CANDIDATES = 256  # per request; the library allows more, a desktop 
 # Requests past this many in flight get 503 "busy" at once: on a CPU-bound machine a longer queue only
 # makes every interactive caller wait (16 queued reranks of 8 x 256 already wait ~5 s on 2 cores).
 MAX_IN_FLIGHT = 16
+REQUEST_TIMEOUT_S = 30.0
+MAX_TEXT_CHARS = 100_000  # per prompt or candidate; tokens past max_length (256) are cut anyway
 
 
 def token_file(root: Path | None = None) -> Path:
@@ -59,6 +63,8 @@ def _text(body: dict, key: str) -> str:
     value = body.get(key)
     if not isinstance(value, str):
         raise ApiError(400, "bad_field", f"'{key}' must be a string")
+    if len(value) > MAX_TEXT_CHARS:
+        raise ApiError(413, "text_too_long", f"'{key}' is over {MAX_TEXT_CHARS} characters")
     return value
 
 
@@ -68,6 +74,8 @@ def _candidates(body: dict) -> list[str]:
         raise ApiError(400, "bad_field", "'candidates' must be a non-empty list of strings")
     if len(value) > MAX_SERVICE_CANDIDATES:
         raise ApiError(413, "too_many_candidates", f"at most {MAX_SERVICE_CANDIDATES} candidates per request")
+    if any(len(c) > MAX_TEXT_CHARS for c in value):
+        raise ApiError(413, "text_too_long", f"a candidate is over {MAX_TEXT_CHARS} characters")
     return value
 
 
@@ -76,16 +84,25 @@ def _no_constants(value: str) -> float:
 
 
 def create_app(model: RewardModel, token: str | None, max_body: int = MAX_BODY_BYTES,
-               max_in_flight: int = MAX_IN_FLIGHT):
+               max_in_flight: int = MAX_IN_FLIGHT, timeout: float = REQUEST_TIMEOUT_S):
     """The Starlette app serving `model`; `token` None means no auth (tests, trusted sandboxes)."""
+    import asyncio
     import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     slots = threading.BoundedSemaphore(max_in_flight)
+    workers = ThreadPoolExecutor(max_in_flight + 2, thread_name_prefix="rfm-serve")
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
+
+    def finished(work: asyncio.Future) -> None:
+        # The slot is freed when the work ends, not when a timed-out caller stops waiting for it.
+        slots.release()
+        if not work.cancelled():
+            work.exception()  # retrieved, so a timed-out request's failure is not logged as unhandled
 
     def handler(fn: Callable[[dict, dict], Any], method: str, public: bool = False):
         async def endpoint(request: Request) -> JSONResponse:
@@ -112,9 +129,16 @@ def create_app(model: RewardModel, token: str | None, max_body: int = MAX_BODY_B
                                                    "flight; retry shortly"}}, status_code=503,
                                         headers={"Retry-After": "1"})
                 try:
-                    return JSONResponse(await run_in_threadpool(fn, body, dict(request.path_params)))
-                finally:
+                    work = asyncio.get_running_loop().run_in_executor(workers, fn, body, dict(request.path_params))
+                except BaseException:
                     slots.release()
+                    raise
+                work.add_done_callback(finished)
+                try:
+                    return JSONResponse(await asyncio.wait_for(asyncio.shield(work), timeout))
+                except asyncio.TimeoutError:
+                    raise ApiError(504, "timeout", f"no answer within {timeout:g} s (the machine is busy or "
+                                   "the request is too large)") from None
             except ApiError as exc:
                 return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status)
             except UsageError as exc:
@@ -171,7 +195,9 @@ def create_app(model: RewardModel, token: str | None, max_body: int = MAX_BODY_B
         return {"rfm_version": __version__, "fingerprint": m.fingerprint, "features": m.features,
                 "max_length": m.max_length, "kind": m.kind, "adaptive": m.adaptive,
                 "device": model.extractor.device, "precision": model.extractor.precision,
-                "max_candidates": min(MAX_SERVICE_CANDIDATES, MAX_CANDIDATES), "max_body_bytes": max_body}
+                "max_candidates": min(MAX_SERVICE_CANDIDATES, MAX_CANDIDATES), "max_body_bytes": max_body,
+                "max_text_chars": MAX_TEXT_CHARS, "max_in_flight": max_in_flight, "timeout_s": timeout,
+                "coalescing": bool(getattr(model.extractor, "coalescing", False))}
 
     def health(_: dict, __: dict) -> dict:
         return {"status": "ok", "api": API}
@@ -230,13 +256,21 @@ OPENAPI = {
 
 def serve(artifact: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765, auth: bool = True,
           store: str | None = None, device: str = "auto", threads: int | None = None,
-          token_path: Path | None = None, announce: Callable[[str], None] = print) -> None:
-    """Load the artifact once and serve it until interrupted."""
+          token_path: Path | None = None, announce: Callable[[str], None] = print, coalesce: str = "auto",
+          timeout: float = REQUEST_TIMEOUT_S) -> None:
+    """Load the artifact once and serve it until interrupted. `coalesce`: merge concurrent requests' batches
+    into one session call, auto = on CUDA only (on a CPU it gains nothing: benchmarks/results/serve.md)."""
     import uvicorn
 
+    if coalesce not in ("auto", "on", "off"):
+        raise UsageError(f"must be auto, on or off, got {coalesce!r}", param="coalesce")
     model = RewardModel.load(artifact, device=device, threads=threads, store=store)
+    if coalesce == "on" or (coalesce == "auto" and model.extractor.device == "cuda"):
+        model.extractor.coalesce()
     token = load_or_create_token(token_path or token_file()) if auth else None
-    announce(f"serving {artifact} on http://{host}:{port}/{API} ({model.extractor.device}, "
-             f"{model.extractor.precision}); " + (f"token in {token_path or token_file()}" if auth else
-                                                 "NO AUTH: any local program can read and change users' data"))
-    uvicorn.run(create_app(model, token), host=host, port=port, log_level="warning", access_log=False)
+    mode = f"{model.extractor.device}, {model.extractor.precision}" + (", coalescing" if model.extractor.coalescing else "")
+    access = f"token in {token_path or token_file()}" if auth else \
+        "NO AUTH: any local program can read and change users' data"
+    announce(f"serving {artifact} on http://{host}:{port}/{API} ({mode}); {access}")
+    uvicorn.run(create_app(model, token, timeout=timeout), host=host, port=port, log_level="warning",
+                access_log=False, timeout_keep_alive=5)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from rfm.runtime.artifact import Artifact, ArtifactError
+from rfm.runtime.batching import CoalescingRunner
 from rfm.runtime.session import choose_device, choose_precision, make_session
 from rfm.runtime.tokenize import PairTokenizer
 from tokenizers import Tokenizer
@@ -30,11 +31,22 @@ class FeatureExtractor:
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.batch_size = int(batch_size)
         self.dim = artifact.features
+        self._coalescer: CoalescingRunner | None = None
+
+    def coalesce(self, max_rows: int = 64) -> None:
+        """From now on merge the batches of concurrent callers into one session.run of up to `max_rows` rows
+        (a service under load on a GPU; see rfm.runtime.batching). Results are the same to float precision."""
+        if self._coalescer is None:
+            self._coalescer = CoalescingRunner(self._run, self.tokenizer.pad_id, max_rows)
+
+    @property
+    def coalescing(self) -> bool:
+        return self._coalescer is not None
 
     def run_batch(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """One session.run on an already padded batch (IO binding on CUDA: one copy in, one out)."""
         try:
-            return self._run(batch)
+            return self._coalescer(batch) if self._coalescer is not None else self._run(batch)
         except Exception as exc:
             if not type(exc).__module__.startswith("onnxruntime"):  # its Fail, InvalidArgument, RuntimeException
                 raise

@@ -6,6 +6,8 @@ import json
 import shutil
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -280,3 +282,62 @@ def test_candidates_tokenise_the_prompt_once_with_identical_results(tldr_pairs_p
         fast = tok.encode_candidates(pair.prompt, responses)
         slow = tok.encode([pair.prompt] * len(responses), responses)
         assert [(e.ids, e.type_ids) for e in fast] == [(e.ids, e.type_ids) for e in slow]
+
+
+def test_coalescing_merges_waiting_batches_and_keeps_each_callers_rows():
+    import threading
+
+    from rfm.runtime.batching import CoalescingRunner
+
+    calls: list[tuple[int, int]] = []
+    gate = threading.Event()
+
+    def run(batch):
+        gate.wait(5)  # the first call blocks until every caller has queued behind it
+        calls.append(batch["input_ids"].shape)
+        ids = batch["input_ids"].astype(np.float32)
+        return np.stack([ids.sum(1), (batch["attention_mask"]).sum(1)], 1)
+
+    runner = CoalescingRunner(run, pad_id=0, max_rows=64)
+    batches = [{"input_ids": np.full((k, 3 + k), k, np.int64), "attention_mask": np.ones((k, 3 + k), np.int64)}
+               for k in range(1, 6)]
+    with ThreadPoolExecutor(5) as pool:
+        futures = [pool.submit(runner, b) for b in batches]
+        time.sleep(0.3)
+        gate.set()
+        results = [f.result(10) for f in futures]
+    runner.close()
+    for k, out in zip(range(1, 6), results, strict=True):
+        assert out.shape == (k, 2) and (out[:, 0] == k * (3 + k)).all() and (out[:, 1] == 3 + k).all()
+    assert len(calls) < 5 and runner.batches == 5  # merged: fewer session calls than callers
+    assert max(c[0] for c in calls) > 1 and max(c[1] for c in calls) >= 8  # rows stacked, padded to the widest
+
+
+def test_one_bad_batch_does_not_fail_the_batches_merged_with_it():
+    from rfm.runtime.batching import CoalescingRunner, _Job
+
+    def run(batch):
+        if (batch["input_ids"] < 0).any():
+            raise ValueError("bad ids")
+        return batch["input_ids"].sum(1, keepdims=True).astype(np.float32)
+
+    runner = CoalescingRunner(run, pad_id=0)
+    good, bad = {"input_ids": np.ones((2, 4), np.int64)}, {"input_ids": -np.ones((1, 4), np.int64)}
+    jobs = [_Job(good), _Job(bad), _Job(good)]
+    runner._answer(jobs)  # as if all three had queued together
+    assert [j.error is None for j in jobs] == [True, False, True] and isinstance(jobs[1].error, ValueError)
+    assert (jobs[0].result == 4).all() and (jobs[2].result == 4).all()
+    runner.close()
+
+
+def test_a_coalescing_extractor_gives_the_same_features_under_concurrency(tiny_artifact):
+    art = load_artifact(tiny_artifact)
+    plain = FeatureExtractor(art, device="cpu", precision="fp32")
+    merged = FeatureExtractor(art, device="cpu", precision="fp32")
+    merged.coalesce()
+    requests = [(f"prompt {i}", [f"answer {j} " * (1 + (i * j) % 7) for j in range(4)]) for i in range(12)]
+    with ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(lambda r: merged.candidates(*r), requests))
+    for (prompt, responses), features in zip(requests, got, strict=True):
+        np.testing.assert_allclose(features, plain.candidates(prompt, responses), atol=2e-5)
+    assert merged.coalescing and merged._coalescer.calls <= merged._coalescer.batches == 12

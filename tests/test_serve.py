@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -89,6 +90,7 @@ def test_rerank_feedback_and_users_over_http(service):
     (TOKEN, "/v1/score", {"user": "u", "prompt": 3, "candidates": ["a"]}, None, 400, "bad_field"),
     (TOKEN, "/v1/score", {"user": "u", "prompt": "p", "candidates": ["a"] * 300}, None, 413, "too_many_candidates"),
     (TOKEN, "/v1/score", {"user": "u", "prompt": "p", "candidates": ["x" * 300_000]}, None, 413, "body_too_large"),
+    (TOKEN, "/v1/score", {"user": "u", "prompt": "p" * 100_001, "candidates": ["a"]}, None, 413, "text_too_long"),
     (TOKEN, "/v1/rerank", {"user": "u", "prompt": "p", "candidates": ["a"], "top_k": 0}, None, 400, "bad_field"),
     (TOKEN, "/v1/feedback", {"user": "u", "prompt": "p", "chosen": "a", "rejected": "a"}, None, 400, "bad_request"),
     (TOKEN, "/v1/feedback", {"user": "", "prompt": "p", "chosen": "a", "rejected": "b"}, None, 400, "bad_request"),
@@ -146,34 +148,57 @@ def test_serve_refuses_a_non_loopback_host_without_allow_remote(tiny_artifact):
     assert result.exit_code == 2 and "--allow-remote" in result.output
 
 
-def test_requests_past_the_in_flight_limit_get_503_busy_at_once():
+class SlowModel:
+    """Sleeps as long as the prompt says, then ranks the first candidate first."""
+
+    def rerank(self, user, prompt, candidates, top_k=None):
+        from rfm.runtime.model import Ranked
+
+        time.sleep(float(prompt))
+        return [Ranked(0, candidates[0], 0.0)]
+
+
+@contextlib.contextmanager
+def slow_service(**limits):
     import uvicorn
-    from rfm.runtime.model import Ranked
 
     from rfm.service import create_app
-
-    class SlowModel:
-        def rerank(self, user, prompt, candidates, top_k=None):
-            time.sleep(1.0)
-            return [Ranked(0, candidates[0], 0.0)]
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(SlowModel(), None, max_in_flight=1), host="127.0.0.1",
-                                           port=port, log_level="error"))
+    server = uvicorn.Server(uvicorn.Config(create_app(SlowModel(), None, **limits), host="127.0.0.1", port=port,
+                                           log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.05)
     try:
-        base = f"http://127.0.0.1:{port}"
-        body = {"user": "u", "prompt": "p", "candidates": ["a", "b"]}
-        with ThreadPoolExecutor(3) as pool:
-            statuses = sorted(s for s, _ in pool.map(lambda _: call(base, "POST", "/v1/rerank", body, token=None),
-                                                     range(3)))
-        assert statuses[0] == 200 and 503 in statuses
-        assert call(base, "POST", "/v1/rerank", body, token=None)[0] == 200  # the slot is free again
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def rerank_taking(seconds: float) -> dict:
+    return {"user": "u", "prompt": str(seconds), "candidates": ["a", "b"]}
+
+
+def test_requests_past_the_in_flight_limit_get_503_busy_at_once():
+    with slow_service(max_in_flight=1) as base:
+        with ThreadPoolExecutor(3) as pool:
+            statuses = sorted(s for s, _ in pool.map(lambda _: call(base, "POST", "/v1/rerank", rerank_taking(1.0),
+                                                                    token=None), range(3)))
+        assert statuses[0] == 200 and 503 in statuses
+        assert call(base, "POST", "/v1/rerank", rerank_taking(0), token=None)[0] == 200  # the slot is free again
+
+
+def test_a_slow_request_gets_504_and_keeps_its_slot_until_its_work_ends():
+    with slow_service(max_in_flight=1, timeout=0.3) as base:
+        t = time.perf_counter()
+        status, body = call(base, "POST", "/v1/rerank", rerank_taking(1.5), token=None)
+        assert (status, body["error"]["code"]) == (504, "timeout") and time.perf_counter() - t < 1.2
+        # the timed-out work still runs: the one slot stays taken, so the limit holds
+        assert call(base, "POST", "/v1/rerank", rerank_taking(0), token=None)[1]["error"]["code"] == "busy"
+        time.sleep(1.5)
+        assert call(base, "POST", "/v1/rerank", rerank_taking(0), token=None)[0] == 200

@@ -34,7 +34,13 @@ def _is_loopback(host: str) -> bool:
 @click.option("--store", type=click.Path(file_okay=False), default=None, help="User store root.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(1), default=None, help="onnxruntime intra-op threads.")
-def serve(artifact, host, port, allow_remote, no_auth, token_file, store, device, threads) -> None:
+@click.option("--coalesce", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="Merge concurrent requests into one onnxruntime call. auto: on a GPU only, where it raises "
+                   "throughput under load; on a CPU it gains nothing (benchmarks/results/serve.md).")
+@click.option("--timeout", type=click.FloatRange(0.1), default=30.0, show_default=True,
+              help="Seconds a request may take before its caller gets 504 timeout.")
+def serve(artifact, host, port, allow_remote, no_auth, token_file, store, device, threads, coalesce,
+          timeout) -> None:
     """Serve ARTIFACT to local apps as a JSON API (rerank, score, feedback, next question, users), keeping
     one model warm. Clients send `Authorization: Bearer <token>`; the API is described at /openapi.json
     (see the README's desktop section and examples/serve_client.*)."""
@@ -50,4 +56,5 @@ def serve(artifact, host, port, allow_remote, no_auth, token_file, store, device
                              "beyond this machine", param="host")
         info(f"rfm: WARNING: serving on {host}: other machines can reach this service")
     run_service(artifact, host=host, port=port, auth=not no_auth, store=store, device=device, threads=threads,
-                token_path=Path(token_file) if token_file else None, announce=info)
+                token_path=Path(token_file) if token_file else None, announce=info, coalesce=coalesce,
+                timeout=timeout)
