@@ -202,3 +202,18 @@ def test_a_slow_request_gets_504_and_keeps_its_slot_until_its_work_ends():
         assert call(base, "POST", "/v1/rerank", rerank_taking(0), token=None)[1]["error"]["code"] == "busy"
         time.sleep(1.5)
         assert call(base, "POST", "/v1/rerank", rerank_taking(0), token=None)[0] == 200
+
+
+def test_readme_curl_example_answers(service):
+    """The README's curl call, pointed at this test service, gets a ranking back."""
+    base, _ = service
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed: the README's curl example was not run")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("curl -s -H")
+    command = readme[start : readme.index("```", start)].strip()
+    command = command.replace("$(cat ~/.local/share/rfm/serve-token)", TOKEN).replace("http://127.0.0.1:8765", base)
+    out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+    ranked = json.loads(out.stdout)
+    assert out.returncode == 0 and {c["text"] for c in ranked["candidates"]} == {"Hello there!", "hi"}
