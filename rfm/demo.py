@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from rfm.fileio import atomic_open
+from rfm.options import THREADS_HELP, opt
+from rfm.paths import default_data_dir
 from rfm.pipeline import cached_json, export_stage, train_stage
 from rfm.train.config import TrainConfig
 
@@ -29,25 +31,32 @@ KINDS = ("rfm", "baseline")
 
 @dataclass
 class DemoConfig:
-    """What `rfm demo` runs; the defaults are the documented demo."""
+    """What `rfm demo` runs; the defaults are the documented demo (and `rfm demo`'s options)."""
 
-    data_dir: Path
-    output: Path
-    backbone: str = TrainConfig.backbone
-    features: int = TrainConfig.features
-    max_length: int = TrainConfig.max_length
-    holdout_users: float = 0.3
-    min_pairs: int = 20
-    max_pairs: int | None = None
-    shots: tuple[int, ...] = (0, 5, 10, 20)
-    repeats: int = 3
-    adapt_shots: int = 10
-    taste_raters: int = 32
-    taste_pairs: int = 100
-    seed: int = 0
-    threads: int | None = None
-    bench: bool = True
+    data_dir: Path | None = opt(None, "Folder with tldr/batch13.jsonl and tldr/batch18.jsonl (default: "
+                                "$RFM_DATA_DIR, else ../shared/data).", path="dir")
+    output: Path = opt("rfm-demo", "Folder for every output (runs, artifacts, evaluation, plot, summary.json).",
+                       path="dir", short="-o")
+    backbone: str = opt(TrainConfig.backbone, "As for rfm train: 'minilm' (bundled), a local Hugging Face folder, "
+                        "or a hub name.")
+    features: int = opt(TrainConfig.features, "Feature dimension d.")
+    max_length: int = opt(TrainConfig.max_length, cli=False)
+    holdout_users: float = opt(0.3, cli=False)
+    min_pairs: int = opt(20, "Workers with fewer pairs are left out of the split.", min=1)
+    max_pairs: int | None = opt(None, "Use only the first N pairs (quick runs).", min=1)
+    shots: tuple[int, ...] = opt((0, 5, 10, 20), "Shot counts m of the evaluation.")
+    repeats: int = opt(3, "Random draws of each user's m choices.", min=1)
+    adapt_shots: int = opt(10, cli=False)
+    taste_raters: int = opt(32, "Synthetic people with one taste each (part 2).", min=2)
+    taste_pairs: int = opt(100, "Choices per synthetic person (over real UltraFeedback responses).", min=10)
+    seed: int = opt(0, "Seed of splits, training and draws.")
+    threads: int | None = opt(None, THREADS_HELP, min=1)
+    bench: bool = opt(True, "Skip the latency summary.", flag=True, name="no-bench")
     train_overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.data_dir = default_data_dir(self.data_dir)
+        self.output, self.shots = Path(self.output), tuple(self.shots)
 
 
 class Stages:

@@ -255,7 +255,7 @@ OPENAPI = {
 
 
 def serve(artifact: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765, auth: bool = True,
-          store: str | None = None, device: str = "auto", threads: int | None = None,
+          store: str | None = None, device: str = "auto", precision: str = "auto", threads: int | None = None,
           token_path: Path | None = None, announce: Callable[[str], None] = print, coalesce: str = "auto",
           timeout: float = REQUEST_TIMEOUT_S) -> None:
     """Load the artifact once and serve it until interrupted. `coalesce`: merge concurrent requests' batches
@@ -264,7 +264,7 @@ def serve(artifact: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765
 
     if coalesce not in ("auto", "on", "off"):
         raise UsageError(f"must be auto, on or off, got {coalesce!r}", param="coalesce")
-    model = RewardModel.load(artifact, device=device, threads=threads, store=store)
+    model = RewardModel.load(artifact, device=device, precision=precision, threads=threads, store=store)
     if coalesce == "on" or (coalesce == "auto" and model.extractor.device == "cuda"):
         model.extractor.coalesce()
     token = load_or_create_token(token_path or token_file()) if auth else None

@@ -78,3 +78,39 @@ def test_library_errors_name_the_parameter_and_the_cli_names_the_option(tmp_path
     result = CliRunner().invoke(cli, ["data", "synth", str(src), "--scenario", "2", "--temperature", "-1",
                                       "-o", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 2 and "rfm: error: --temperature: must be > 0" in result.output
+
+
+@pytest.mark.parametrize("command, config", [
+    (["serve"], "ServeOptions"), (["serve"], "RuntimeOptions"), (["eval"], "EvalOptions"), (["export"], "ExportOptions"),
+    (["bench"], "BenchOptions"), (["adapt"], "AdaptOptions"), (["rerank"], "RuntimeOptions"), (["demo"], "DemoConfig"),
+    (["train"], "TrainConfig")])
+def test_each_commands_defaults_and_help_come_from_its_config(command, config):
+    """One source of defaults: every CLI field of the config is an option with the field's default and help."""
+    from dataclasses import fields
+
+    import rfm.train.config
+
+    import rfm.demo
+    import rfm.options
+
+    cls = getattr(rfm.options, config, None) or getattr(rfm.demo, config, None) or getattr(rfm.train.config, config)
+    group = cli
+    for name in command:
+        group = group.commands[name]
+    params = {p.name: p for p in group.params}
+    for f in fields(cls):
+        if not f.metadata.get("cli"):
+            assert f.name not in params
+            continue
+        option = params[f.name]
+        default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        assert option.default == default and option.help == f.metadata["help"], f.name
+
+
+def test_demo_shots_parse_to_integers_and_bad_ones_are_usage_errors():
+    demo = cli.commands["demo"]
+    ctx = demo.make_context("demo", ["--shots", "0,5,50"])
+    assert ctx.params["shots"] == (0, 5, 50) and ctx.params["bench"] is True
+    assert demo.make_context("demo", ["--no-bench"]).params["bench"] is False
+    result = CliRunner().invoke(cli, ["demo", "--shots", "0,five"])
+    assert result.exit_code == 2 and "--shots" in result.output

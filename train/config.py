@@ -1,13 +1,16 @@
 """`rfm train`'s options: one dataclass holds every default and its help text (no torch import).
 
-The click options of `rfm train` are generated from these fields (`cli_options`), as TRL builds its
-argument parsers from `field(metadata={"help": ...})`, so a default or a help line lives in one place.
+The click options of `rfm train` are generated from these fields (`rfm.options.click_options`), as TRL
+builds its argument parsers from `field(metadata={"help": ...})`, so a default or a help line lives in
+one place.
 """
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass
 from enum import Enum
+
+from rfm.options import click_options, opt
 
 
 class Kind(str, Enum):
@@ -25,67 +28,52 @@ class Pooling(str, Enum):
     MEAN_RESPONSE = "mean+response"
 
 
-def _opt(default, help: str, choices: tuple[str, ...] | None = None, cli: bool = True):
-    return field(default=default, metadata={"help": help, "choices": choices, "cli": cli})
-
-
 @dataclass
 class TrainConfig:
     """Every knob of `rfm train`, with defaults that work on the shared data (see benchmarks/)."""
 
-    kind: str = _opt(Kind.RFM.value, "What to train.", tuple(k.value for k in Kind), cli=False)
-    backbone: str = _opt("minilm", "'minilm' (bundled all-MiniLM-L6-v2), a local Hugging Face folder, or a hub name.")
-    features: int = _opt(32, "Feature dimension d.")
-    head: str = _opt("linear", "Feature head on the pooled vector.", ("linear", "mlp"))
-    head_hidden: int = _opt(256, "Hidden units of --head mlp.")
-    tune: str = _opt("head", "head: frozen cached encoder (CPU default); full: fine-tune everything (GPU).",
+    kind: str = opt(Kind.RFM.value, "What to train.", tuple(k.value for k in Kind), cli=False)
+    backbone: str = opt("minilm", "'minilm' (bundled all-MiniLM-L6-v2), a local Hugging Face folder, or a hub name.")
+    features: int = opt(32, "Feature dimension d.")
+    head: str = opt("linear", "Feature head on the pooled vector.", ("linear", "mlp"))
+    head_hidden: int = opt(256, "Hidden units of --head mlp.")
+    tune: str = opt("head", "head: frozen cached encoder (CPU default); full: fine-tune everything (GPU).",
                      ("head", "full"))
-    epochs: int = _opt(40, "Maximum epochs (early stopping).")
-    batch_size: int = _opt(64, "Pairs per minibatch.")
-    lr: float = _opt(3e-3, "Learning rate of the head and W.")
-    backbone_lr: float = _opt(3e-5, "Learning rate of the encoder with --tune full.")
-    weight_decay: float = _opt(0.1, "AdamW decay of the head.")
-    w_l2: float = _opt(0.3, "L2 penalty on each rater's deviation from the shared weights.")
-    dropout: float = _opt(0.2, "Dropout on pooled embeddings.")
-    max_length: int = _opt(256, "Tokens per (prompt, response).")
-    pooling: str = _opt(Pooling.LAYERS.value,
+    epochs: int = opt(40, "Maximum epochs (early stopping).")
+    batch_size: int = opt(64, "Pairs per minibatch.")
+    lr: float = opt(3e-3, "Learning rate of the head and W.")
+    backbone_lr: float = opt(3e-5, "Learning rate of the encoder with --tune full.")
+    weight_decay: float = opt(0.1, "AdamW decay of the head.")
+    w_l2: float = opt(0.3, "L2 penalty on each rater's deviation from the shared weights.")
+    dropout: float = opt(0.2, "Dropout on pooled embeddings.")
+    max_length: int = opt(256, "Tokens per (prompt, response).")
+    pooling: str = opt(Pooling.LAYERS.value,
                         "layers: mean over the response's tokens of every encoder layer plus log response length "
                         "(reads surface cues: length, lists, hedges, tone); response: last layer's mean over the "
                         "response; mean: over all tokens; mean+response: both. Backbones without segment ids "
                         "(RoBERTa, DistilBERT) pool over all tokens.", tuple(p.value for p in Pooling))
-    standardize: bool = _opt(False, "Standardise the pooled vector before the head (off: it overfits the "
+    standardize: bool = opt(False, "Standardise the pooled vector before the head (off: it overfits the "
                              "2,689-d layers vector on TL;DR).", cli=False)
-    val_frac: float = _opt(0.15, "Share of each rater's pairs used for validation and early stopping.")
-    judge_frac: float = _opt(0.0, "With 40 or more raters: share of raters (at least 8) kept out of training to judge "
+    val_frac: float = opt(0.15, "Share of each rater's pairs used for validation and early stopping.")
+    judge_frac: float = opt(0.0, "With 40 or more raters: share of raters (at least 8) kept out of training to judge "
                              "the epochs and the prior as new people, and allowed to shrink the prior (0, the "
                              "default: the training raters' validation pairs judge).")
-    patience: int = _opt(6, "Epochs without a better score before stopping.")
-    min_epochs: int = _opt(10, "Never stop early before this epoch.")
-    max_time: float = _opt(0.0, "Stop training after this many seconds, keeping the best epoch so far (0: no limit).")
-    w_init: float = _opt(0.0, "Scale of random initial rater deviations (breaks the symmetry of opposing groups).")
-    w_lr_scale: float = _opt(1.0, "Learning rate of W relative to --lr.")
-    selection: str = _opt("fewshot", "What picks the epoch that ships (RFM): fewshot = accuracy of training raters "
+    patience: int = opt(6, "Epochs without a better score before stopping.")
+    min_epochs: int = opt(10, "Never stop early before this epoch.")
+    max_time: float = opt(0.0, "Stop training after this many seconds, keeping the best epoch so far (0: no limit).")
+    w_init: float = opt(0.0, "Scale of random initial rater deviations (breaks the symmetry of opposing groups).")
+    w_lr_scale: float = opt(1.0, "Learning rate of W relative to --lr.")
+    selection: str = opt("fewshot", "What picks the epoch that ships (RFM): fewshot = accuracy of training raters "
                           "adapted from 0-20 of their choices (0 = the prior mean) on validation pairs with new "
                           "responses; loss = validation log-loss.", ("fewshot", "loss"))
-    min_pairs: int = _opt(5, "Raters with fewer pairs are left out (reported).")
-    probe_l2: float = _opt(1.0, "Prior variance of --baseline linear-probe's per-user weights.", cli=False)
-    population_loss: float = _opt(1.0, "Weight of the BT loss of the shared weights alone (keeps the new-user "
+    min_pairs: int = opt(5, "Raters with fewer pairs are left out (reported).")
+    probe_l2: float = opt(1.0, "Prior variance of --baseline linear-probe's per-user weights.", cli=False)
+    population_loss: float = opt(1.0, "Weight of the BT loss of the shared weights alone (keeps the new-user "
                                   "prior strong).")
-    warm_start: bool = _opt(True, "Start the RFM from the fitted population reward (linear head).", cli=False)
-    seed: int = _opt(0, "Seed of the splits, initialisation and minibatch order.")
+    warm_start: bool = opt(True, "Start the RFM from the fitted population reward (linear head).", cli=False)
+    seed: int = opt(0, "Seed of the splits, initialisation and minibatch order.")
 
 
 def cli_options():
     """click options for every CLI field of TrainConfig, defaults and help taken from the dataclass."""
-    import click
-
-    def decorate(command):
-        for f in reversed([f for f in fields(TrainConfig) if f.metadata.get("cli", True)]):
-            default = f.default if f.default is not MISSING else None
-            choices = f.metadata.get("choices")
-            kind = click.Choice(list(choices)) if choices else type(default)
-            command = click.option(f"--{f.name.replace('_', '-')}", f.name, type=kind, default=default,
-                                   show_default=True, help=f.metadata.get("help"))(command)
-        return command
-
-    return decorate
+    return click_options(TrainConfig)

@@ -6,22 +6,13 @@ import click
 
 from rfm.cli.common import echo_json, info, str_list
 from rfm.cli.train import require_train_extra
+from rfm.options import ExportOptions, click_options
 
 
 @click.command()
 @click.argument("run", type=click.Path(file_okay=False))
 @click.option("-o", "--output", type=click.Path(file_okay=False), required=True, help="Artifact dir to write.")
-@click.option("--precision", default="fp32,int8", show_default=True,
-              help="Comma-separated: fp32 (always), int8 (CPU), fp16 (GPU).")
-@click.option("--opset", type=int, default=18, show_default=True)
-@click.option("--validation-data", type=click.Path(dir_okay=False), default=None,
-              help="JSONL pairs to validate int8 decisions on (default: a built-in sample).")
-@click.option("--quantization", type=click.Choice(["auto", "host", "x86_portable", "avx512_vnni", "avx512", "avx2",
-                                                  "arm64"]),
-              default="auto", show_default=True, help="int8 config. auto: right on every CPU of this "
-              "architecture (x86-64: x86_portable, uint8 x 7-bit int8 weights, which cannot saturate on AVX2 CPUs "
-              "without VNNI); host: the best for this machine's ISA, for an artifact that runs only on such CPUs.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing artifact dir.")
+@click_options(ExportOptions)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as one JSON object.")
 def export(run: str, output: str, precision: str, opset: int, validation_data: str | None, quantization: str,
            overwrite: bool, as_json: bool) -> None:

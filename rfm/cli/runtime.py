@@ -11,28 +11,18 @@ import click
 
 from rfm.cli.common import RfmGroup, echo_json, info
 from rfm.errors import UsageError
+from rfm.options import AdaptOptions, BenchOptions, EvalOptions, RuntimeOptions, click_options
 
 
 def runtime_options(func: Callable | None = None, *, prior: bool = True) -> Callable:
     """--store, --device, --precision, --threads (and --prior where choices are fitted): the runtime commands'."""
     if func is None:
         return lambda f: runtime_options(f, prior=prior)
-    options = [
-        click.option("--store", type=click.Path(file_okay=False), default=None,
-                     help="User store root (default: $RFM_HOME, else the platform's user data dir)."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--precision", type=click.Choice(["auto", "fp32", "int8", "fp16"]), default="auto",
-                     show_default=True, help="auto: int8 on CPU, fp16 on GPU."),
-        click.option("--threads", type=click.IntRange(1), default=None, help="onnxruntime intra-op threads."),
-    ]
-    if prior:
-        options.append(click.option(
-            "--prior", type=click.Choice(["population", "none"]), default=None,
-            help="Adapter prior: the population's (empirical Bayes) or plain L2 towards zero. It is stored with "
-                 "the user; later feedback keeps it (default: the user's stored prior, else population)."))
-    for option in reversed(options):
-        func = option(func)
-    return func
+    func = click_options(AdaptOptions)(func) if prior else func
+    return click_options(RuntimeOptions)(func)
+
+
+store_option = click_options(RuntimeOptions, exclude=("device", "precision", "threads"))
 
 
 def load_model(artifact: str, store, device, precision, threads, prior=None):
@@ -178,7 +168,7 @@ def _store(artifact: str, store: str | None):
 
 @users.command("list")
 @click.argument("artifact", type=click.Path(file_okay=False))
-@click.option("--store", type=click.Path(file_okay=False), default=None)
+@store_option
 @click.option("--json", "as_json", is_flag=True)
 def users_list(artifact, store, as_json) -> None:
     """Users with stored weights for ARTIFACT."""
@@ -197,7 +187,7 @@ def users_list(artifact, store, as_json) -> None:
 @users.command("show")
 @click.argument("artifact", type=click.Path(file_okay=False))
 @click.argument("user")
-@click.option("--store", type=click.Path(file_okay=False), default=None)
+@store_option
 def users_show(artifact, user, store) -> None:
     """Everything stored for USER, as JSON."""
     user_store = _store(artifact, store)
@@ -210,7 +200,7 @@ def users_show(artifact, user, store) -> None:
 @users.command("delete")
 @click.argument("artifact", type=click.Path(file_okay=False))
 @click.argument("user")
-@click.option("--store", type=click.Path(file_okay=False), default=None)
+@store_option
 def users_delete(artifact, user, store) -> None:
     """Delete everything stored for USER."""
     if _store(artifact, store).delete(user):
@@ -221,7 +211,7 @@ def users_delete(artifact, user, store) -> None:
 
 @users.command("migrate")
 @click.argument("artifact", type=click.Path(file_okay=False))
-@click.option("--store", type=click.Path(file_okay=False), default=None)
+@store_option
 def users_migrate(artifact, store) -> None:
     """Refit, for ARTIFACT, every user stored under an earlier artifact in the same store (from their stored
     choices). Happens by itself on a user's first use of ARTIFACT; this does all of them at once."""
@@ -239,7 +229,7 @@ def users_migrate(artifact, store) -> None:
 @click.argument("user")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="-", show_default=True,
               help="JSON file to write ('-': stdout).")
-@click.option("--store", type=click.Path(file_okay=False), default=None)
+@store_option
 def users_export(artifact, user, output, store) -> None:
     """Everything stored for USER (weights, choices, counts) as one JSON file, to move to another machine."""
     from rfm.fileio import atomic_open
@@ -258,7 +248,7 @@ def users_export(artifact, user, output, store) -> None:
 @users.command("import")
 @click.argument("artifact", type=click.Path(file_okay=False))
 @click.argument("source", type=click.Path(dir_okay=False))
-@click.option("--store", type=click.Path(file_okay=False), default=None)
+@store_option
 @click.option("--replace", is_flag=True, help="Replace what this store holds for the user (default: refuse).")
 def users_import(artifact, source, store, replace) -> None:
     """Load a user exported with `rfm users export`: as is for the same artifact, else refitted from their
@@ -290,22 +280,12 @@ def users_import(artifact, source, store, replace) -> None:
 @click.command("eval")
 @click.argument("artifact", type=click.Path(file_okay=False))
 @click.argument("data", type=click.Path(dir_okay=False))
-@click.option("--shots", default="0,5,10,20,50", show_default=True, help="Shot counts m (0 = population prior).")
-@click.option("--repeats", type=click.IntRange(1), default=5, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--prior", type=click.Choice(["population", "none"]), default="population", show_default=True,
-              help="Adapter prior, as on the other runtime commands: the population's (empirical Bayes) or "
-              "plain L2 towards zero (the paper's).")
+@click_options(EvalOptions)
 @click.option("--adapter", type=click.Choice(["map", "l2"]), default=None, hidden=True,
               help="Old name of --prior: map = population, l2 = none.")
-@click.option("--C", "C", type=float, default=1.0, show_default=True, help="Inverse L2 strength for --prior none.")
 @click.option("--disjoint-responses", is_flag=True, hidden=True,
               help="Kept for old scripts: new-response accuracy is now always the headline.")
-@click.option("--seen", is_flag=True, help="DATA is the seen-user test split: use each rater's trained weights.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "fp32", "int8", "fp16"]), default="auto",
-              show_default=True)
-@click.option("--threads", type=click.IntRange(1), default=None)
+@click_options(RuntimeOptions, exclude=("store",))
 @click.option("--json", "as_json", is_flag=True, help="Print all figures as one JSON object.")
 def evaluate_command(artifact, data, shots, repeats, seed, prior, adapter, C, disjoint_responses, seen, device,
                      precision, threads, as_json) -> None:
@@ -344,21 +324,7 @@ def evaluate_command(artifact, data, shots, repeats, seed, prior, adapter, C, di
 
 @click.command()
 @click.argument("artifact", type=click.Path(file_okay=False))
-@click.option("--device", default="cpu,cuda", show_default=True, help="Devices to try (missing ones are skipped).")
-@click.option("--precision", default=None, help="Precisions to try: auto (what the runtime picks: int8 on CPU, fp16 "
-              "on GPU), fp32, int8, fp16. Default: auto; with --full: fp32,int8,fp16.")
-@click.option("--batch", default="1,8,32", show_default=True)
-@click.option("--seq-len", default=None, help="Sequence lengths. Default: 256; with --full: 64,128,256,512.")
-@click.option("--full", is_flag=True, help="The whole grid (every precision and length: minutes on a laptop); the "
-              "default answers the common question (the runtime's own precision at 256 tokens) in about a minute.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="onnxruntime (and torch) threads.")
-@click.option("--repeats", type=click.IntRange(1), default=10, show_default=True, help="Timed calls per cell (min).")
-@click.option("--warmup", type=click.IntRange(0), default=2, show_default=True)
-@click.option("--min-time", type=float, default=0.3, show_default=True, help="Seconds per cell at least.")
-@click.option("--compare", type=click.Choice(["none", "torch"]), default="none", show_default=True,
-              help="torch: also time PyTorch eager fp32 of the source run dir (needs the [train] extra).")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None,
-              help="Run dir for --compare torch (default: the one the artifact was exported from).")
+@click_options(BenchOptions)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write the full result to this JSON file ('-' for stdout).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
