@@ -1,12 +1,13 @@
 """The CPU rows of the runtime-speed targets, side by side in one run (issue 14):
 
 - tokenise + pad 32 x 256;
-- rerank of 8 candidates x 256 tokens (int8, --threads), with the prompt tokenised once vs per candidate;
+- rerank of 8 candidates x 256 tokens (int8, --threads), with the prompt tokenised once vs per candidate,
+  and (--budget-artifact) by a model trained with a prompt token budget on the same texts;
 - the wrapper over a bare `session.run` (int8, 8 x 128);
 - rfm int8 end to end vs PyTorch fp32 end to end (HF tokenizer + eager model, as sentence-transformers
   would run it) on the same 8 x 256 batch, and model-only.
 
-    .venv/bin/python benchmarks/rerank_latency.py [--artifact ART] [--run RUN] [--threads 2]
+    .venv/bin/python benchmarks/rerank_latency.py [--artifact ART] [--run RUN] [--budget-artifact ART] [--threads 2]
 
 Writes benchmarks/results/rerank_latency.{json,md}. Each figure is the median of repeated calls after
 warm-up; p90/p50 says whether the machine was quiet.
@@ -48,6 +49,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifact", default=str(ROOT / "benchmarks" / "work" / "models" / "tldr" / "rfm-s0" / "artifact"))
     parser.add_argument("--run", default=None, help="Run dir for PyTorch (default: the artifact's source run).")
+    parser.add_argument("--budget-artifact", default=None,
+                        help="An artifact trained with --prompt-budget: its rerank of the same 8 x 256 texts too.")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -68,6 +71,16 @@ def main() -> None:
         result["rerank_8x256"] = timed(lambda: model.rerank("bench", prompt, responses8), args.repeats)
         result["rerank_8x256_prompt_per_candidate"] = timed(
             lambda: int8([prompt] * len(responses8), responses8), args.repeats)
+
+    budget_tok = None
+    if args.budget_artifact:
+        budget_art = load_artifact(args.budget_artifact)
+        result["prompt_budget"] = budget_art.manifest.truncation.prompt_budget
+        with tempfile.TemporaryDirectory() as store:
+            fast = RewardModel.load(budget_art.root, device="cpu", precision="int8", threads=args.threads, store=store)
+            budget_tok = fast.extractor.tokenizer
+            result["prompt_budget_tokens"] = max(len(e.ids) for e in budget_tok.encode_candidates(prompt, responses8))
+            result["rerank_8x256_prompt_budget"] = timed(lambda: fast.rerank("bench", prompt, responses8), args.repeats)
 
     p128, r128 = texts_of_length(tok, 8, 128)
     batch = tok(p128, r128)
@@ -101,13 +114,23 @@ def main() -> None:
 
         result["torch_fp32_8x256_end_to_end"] = timed(torch_end_to_end, args.repeats)
         result["torch_fp32_8x256_model_only"] = timed(torch_model_only, args.repeats)
+        if budget_tok is not None:  # the same model on the budget's (fewer) tokens: what the budget alone buys
+            short = {k: torch.from_numpy(v) for k, v in budget_tok.pad(budget_tok.encode(same, responses8)).items()}
+
+            def torch_budget_tokens():
+                with torch.inference_mode():
+                    return torch_model(**short)["features"]
+
+            result["torch_fp32_budget_tokens_model_only"] = timed(torch_budget_tokens, args.repeats)
         result["torch_version"] = torch.__version__
     out = Path(args.out)
     (out / "rerank_latency.json").write_text(json.dumps(result, indent=1))
     m = result["machine"]
     rows = [(k, v) for k, v in result.items() if isinstance(v, dict) and "p50_ms" in v]
     lines = ["# CPU latency of the runtime's hot paths (issue 14's CPU rows)", "",
-             f"Command: `{result['command']} --artifact {args.artifact}`; {m['cpu']} ({m['cores']} cores, {' '.join(m['isa'])}), "
+             f"Command: `{result['command']} --artifact {args.artifact}"
+             + (f" --budget-artifact {args.budget_artifact}" if args.budget_artifact else "") + "`; "
+             f"{m['cpu']} ({m['cores']} cores, {' '.join(m['isa'])}), "
              f"onnxruntime {m['onnxruntime']}, {args.threads} threads, Python {platform.python_version()}"
              + (f", torch {result['torch_version']}" if "torch_version" in result else "") + ".", "",
              "| measure | p50 ms | p90 ms |", "|---|---:|---:|"]
@@ -120,6 +143,16 @@ def main() -> None:
         lines += [f"- PyTorch fp32 end to end / rfm int8 end to end, 8 x 256: {e2e:.2f}x",
                   f"- PyTorch fp32 end to end / rfm rerank 8 x 256: {rr:.2f}x"]
         result["ratios"] = {"wrapper_over_bare": wrapper, "torch_e2e_over_int8_e2e": e2e, "torch_e2e_over_rerank": rr}
+        if "rerank_8x256_prompt_budget" in result:
+            fast_ms = result["rerank_8x256_prompt_budget"]["p50_ms"]
+            budget = result["prompt_budget"]
+            same_tokens = result["torch_fp32_budget_tokens_model_only"]["p50_ms"] / fast_ms
+            lines += [f"- rerank of the same 8 x 256 texts by a model trained with --prompt-budget {budget} "
+                      f"({result['prompt_budget_tokens']} tokens per pair): p50 {fast_ms:.0f} ms; PyTorch fp32 end "
+                      f"to end at full length / it: {result['torch_fp32_8x256_end_to_end']['p50_ms'] / fast_ms:.2f}x; "
+                      f"PyTorch fp32 model only on the same budgeted tokens / it: {same_tokens:.2f}x"]
+            result["ratios"]["torch_e2e_over_budget_rerank"] = result["torch_fp32_8x256_end_to_end"]["p50_ms"] / fast_ms
+            result["ratios"]["torch_same_tokens_over_budget_rerank"] = same_tokens
         (out / "rerank_latency.json").write_text(json.dumps(result, indent=1))
     (out / "rerank_latency.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

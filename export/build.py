@@ -116,8 +116,9 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[
     run = Path(run)
     staging = staging_dir(out, overwrite)
     try:
+        budget = getattr(config, "rfm_prompt_budget", None)
         pair_tok = PairTokenizer(hf_tokenizer.backend_tokenizer, config.rfm_max_length,
-                                 config.rfm_truncation, pad_id=hf_tokenizer.pad_token_id)
+                                 config.rfm_truncation, pad_id=hf_tokenizer.pad_token_id, prompt_budget=budget)
         texts, pairs = _validation_texts(validation_data)
         with np.load(run / POPULATION_FILE) as z:
             mean_w = z["mean"]
@@ -131,7 +132,7 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, precisions: list[
         manifest = Manifest(
             features=int(config.rfm_features), max_length=int(config.rfm_max_length), inputs=list(inputs),
             precisions=job.files, files=hashes, fingerprint=graphs_fingerprint(job.files, hashes),
-            fingerprint_scheme=FINGERPRINT_SCHEME, truncation=Truncation(config.rfm_truncation, "right"),
+            fingerprint_scheme=FINGERPRINT_SCHEME, truncation=Truncation(config.rfm_truncation, "right", budget),
             kind=config.rfm_kind, adaptive=config.rfm_kind != "baseline",
             pad_token_id=int(hf_tokenizer.pad_token_id or 0), rfm_version=__version__,
             backbone={"name": config.rfm_backbone, "model_type": config.model_type}, validation=job.validation,

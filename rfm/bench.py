@@ -219,7 +219,8 @@ def bench_adapt(d: int, ms: Sequence[int], repeats: int, with_sklearn: bool, pri
 
 
 def bench_tokenize(artifact: Artifact, batch: int, seq_lens: Sequence[int], repeats: int) -> list[dict]:
-    tok = PairTokenizer(load_tokenizer_file(artifact.root / "tokenizer.json"), max(max(seq_lens), artifact.max_length))
+    tok = PairTokenizer(load_tokenizer_file(artifact.root / "tokenizer.json"), max(max(seq_lens), artifact.max_length),
+                        prompt_budget=artifact.manifest.truncation.prompt_budget)
     rows = []
     for seq_len in seq_lens:
         prompts, responses = texts_of_length(tok, batch, seq_len)

@@ -26,7 +26,7 @@ class FeatureExtractor:
         manifest = artifact.manifest
         # max_length: the artifact's unless overridden (rfm bench times longer inputs than it was exported for)
         self.tokenizer = PairTokenizer(tokenizer, max_length or artifact.max_length, manifest.truncation.strategy,
-                                       pad_id=manifest.pad_token_id)
+                                       pad_id=manifest.pad_token_id, prompt_budget=manifest.truncation.prompt_budget)
         self.session = make_session(graph, self.device, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.batch_size = int(batch_size)

@@ -48,6 +48,8 @@ def graphs_fingerprint(precisions: dict[str, str], files: dict[str, str]) -> str
 class Truncation:
     strategy: str = "longest_first"
     direction: str = "right"
+    # At most this many prompt tokens (its beginning) before the pair is truncated; None: no budget.
+    prompt_budget: int | None = None
 
 
 @dataclass
@@ -79,6 +81,8 @@ class Manifest:
     def to_json(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         data["truncation"] = {"strategy": self.truncation.strategy, "direction": self.truncation.direction}
+        if self.truncation.prompt_budget is not None:
+            data["truncation"]["prompt_budget"] = self.truncation.prompt_budget
         return {**data, **self.extra}
 
     @classmethod
@@ -133,10 +137,13 @@ class Manifest:
                 or "input_ids" not in inputs):
             raise bad("inputs", "must be a list of input names with 'input_ids'")
         trunc = obj("truncation", {}, required=True)
-        truncation = Truncation(trunc.get("strategy"), trunc.get("direction", "right"))
+        truncation = Truncation(trunc.get("strategy"), trunc.get("direction", "right"), trunc.get("prompt_budget"))
         if truncation.strategy not in TRUNCATION_STRATEGIES or truncation.direction not in ("right", "left"):
             raise bad("truncation", f"must have a strategy in {', '.join(TRUNCATION_STRATEGIES)} and a direction "
                       f"left/right, got {trunc!r}")
+        budget = truncation.prompt_budget
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+            raise bad("truncation", f"prompt_budget must be a positive integer, got {budget!r}")
         adaptive = data.get("adaptive", True)
         if not isinstance(adaptive, bool):
             raise bad("adaptive", "must be true or false")

@@ -9,6 +9,7 @@ are removed from the longer of the two until the pair fits `max_length`, so a re
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +49,7 @@ class PairTokenizer:
     """Encode (prompt, response) pairs into padded numpy batches for the feature graph."""
 
     def __init__(self, tokenizer: Tokenizer, max_length: int, strategy: str = TRUNCATION_STRATEGY,
-                 pad_id: int | None = None, max_chars: int | None = None):
+                 pad_id: int | None = None, max_chars: int | None = None, prompt_budget: int | None = None):
         if strategy != TRUNCATION_STRATEGY:
             raise ValueError(f"unknown truncation strategy {strategy!r} (this rfm knows {TRUNCATION_STRATEGY})")
         self.max_length = int(max_length)
@@ -65,14 +66,19 @@ class PairTokenizer:
         self._halves.no_truncation()
         padding = tokenizer.padding
         self.pad_id = pad_id if pad_id is not None else (padding["pad_id"] if padding else 0)
+        # At most this many prompt tokens per pair (its beginning), before the pair's own truncation; the
+        # response keeps its tokens. Part of a model's encoding: trained, exported and run with the same budget.
+        if prompt_budget is not None and int(prompt_budget) < 1:
+            raise ValueError(f"prompt_budget must be >= 1, got {prompt_budget!r}")
+        self.prompt_budget = int(prompt_budget) if prompt_budget else None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, max_length: int, strategy: str = TRUNCATION_STRATEGY,
-                  pad_id: int | None = None) -> PairTokenizer:
+                  pad_id: int | None = None, prompt_budget: int | None = None) -> PairTokenizer:
         tok = load_tokenizer_file(path)
         if tok is None:
             raise FileNotFoundError(f"{path}: no tokenizer.json")
-        return cls(tok, max_length, strategy, pad_id)
+        return cls(tok, max_length, strategy, pad_id, prompt_budget=prompt_budget)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write a tokenizer.json that encodes exactly as this object does (no padding, truncation at
@@ -82,29 +88,45 @@ class PairTokenizer:
     def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Encoding]:
         """Tokenise pairs (in parallel, in Rust); no padding."""
         cap = self.max_chars
-        return self._tok.encode_batch([(p[:cap], r[:cap]) for p, r in zip(prompts, responses, strict=True)])
+        if self.prompt_budget is None:
+            return self._tok.encode_batch([(p[:cap], r[:cap]) for p, r in zip(prompts, responses, strict=True)])
+        heads = self._heads(prompts)
+        tails = self._halves.encode_batch([r[:cap] for r in responses], add_special_tokens=False)
+        return [self._tok.post_process(h, t, add_special_tokens=True) for h, t in zip(heads, tails, strict=True)]
 
     def encode_candidates(self, prompt: str, responses: Sequence[str]) -> list[Encoding]:
         """Like `encode([prompt] * n, responses)`, with the prompt tokenised once (a rerank's n candidates
         share it): each pair is then truncated (longest_first) and given its special tokens in Rust."""
         cap = self.max_chars
-        head = self._halves.encode(prompt[:cap], add_special_tokens=False)
+        head = self._heads([prompt])[0]
         tails = self._halves.encode_batch([r[:cap] for r in responses], add_special_tokens=False)
         return [self._tok.post_process(head, tail, add_special_tokens=True) for tail in tails]
 
+    def _heads(self, prompts: Sequence[str]) -> list[Encoding]:
+        """Prompts tokenised without special tokens, cut to the prompt budget if there is one."""
+        if self.prompt_budget is None:
+            return self._halves.encode_batch([p[: self.max_chars] for p in prompts], add_special_tokens=False)
+        # CHARS_PER_TOKEN characters per budgeted token still leave every ordinary prompt its budget
+        cap = min(self.max_chars, CHARS_PER_TOKEN * self.prompt_budget)
+        heads = self._halves.encode_batch([p[:cap] for p in prompts], add_special_tokens=False)
+        for head in heads:
+            if len(head.ids) > self.prompt_budget:
+                head.truncate(self.prompt_budget)
+        return heads
+
     def pad(self, encodings: Sequence[Encoding]) -> dict[str, np.ndarray]:
-        """Right-pad encodings to the longest in the batch: input_ids, attention_mask, token_type_ids (int64)."""
-        width = max(len(e.ids) for e in encodings)
-        n = len(encodings)
-        ids = np.full((n, width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((n, width), dtype=np.int64)
-        types = np.zeros((n, width), dtype=np.int64)
-        for row, enc in enumerate(encodings):
-            k = len(enc.ids)
-            ids[row, :k] = enc.ids
-            mask[row, :k] = 1
-            types[row, :k] = enc.type_ids
-        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        """Right-pad encodings to the longest in the batch: input_ids, attention_mask, token_type_ids (int64).
+
+        One vectorised copy per array (no per-row Python loop): the rows' tokens, concatenated, fill the
+        mask's True cells in row-major order."""
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        width, total = int(lengths.max()), int(lengths.sum())
+        mask = np.arange(width) < lengths[:, None]
+        ids = np.full(mask.shape, self.pad_id, dtype=np.int64)
+        types = np.zeros(mask.shape, dtype=np.int64)
+        ids[mask] = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), np.int64, total)
+        types[mask] = np.fromiter(itertools.chain.from_iterable(e.type_ids for e in encodings), np.int64, total)
+        return {"input_ids": ids, "attention_mask": mask.astype(np.int64), "token_type_ids": types}
 
     def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, np.ndarray]:
         return self.pad(self.encode(prompts, responses))

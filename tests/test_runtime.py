@@ -341,3 +341,55 @@ def test_a_coalescing_extractor_gives_the_same_features_under_concurrency(tiny_a
     for (prompt, responses), features in zip(requests, got, strict=True):
         np.testing.assert_allclose(features, plain.candidates(prompt, responses), atol=2e-5)
     assert merged.coalescing and merged._coalescer.calls <= merged._coalescer.batches == 12
+
+
+def test_a_prompt_budget_is_trained_exported_and_run_the_same_way(tiny_backbone, scenario2_split, tmp_path):
+    """--prompt-budget N: the run, the manifest and the runtime all keep the prompt's first N tokens."""
+    from conftest import train_tiny
+    from rfm.export.build import export_run
+    from rfm.runtime.conformance import check_conformance
+
+    run = tmp_path / "run"
+    train_tiny(tiny_backbone, scenario2_split / "train.jsonl", run, epochs=3, prompt_budget=6)
+    model, tokenizer, config = load_run(run)
+    assert config.rfm_prompt_budget == 6
+    art = export_run(run, tmp_path / "art", ["fp32"], log=lambda m: None)
+    assert art.truncation.prompt_budget == 6
+    artifact = load_artifact(tmp_path / "art")
+    extractor = FeatureExtractor(artifact, device="cpu", precision="fp32")
+    prompt = "one two three four five six seven eight nine ten eleven"
+    responses = ["a fine short answer", "another answer " * 3]
+    enc = extractor.tokenizer.encode([prompt] * 2, responses)
+    head = tokenizer(prompt, add_special_tokens=False)["input_ids"][:6]
+    for e, response in zip(enc, responses, strict=True):
+        tail = tokenizer(response, add_special_tokens=False)["input_ids"]
+        assert e.ids == [tokenizer.cls_token_id, *head, tokenizer.sep_token_id, *tail, tokenizer.sep_token_id]
+    assert [e.ids for e in extractor.tokenizer.encode_candidates(prompt, responses)] == [e.ids for e in enc]
+    tok = PairTokenizer(tokenizer.backend_tokenizer, config.rfm_max_length, prompt_budget=6)
+    with torch.inference_mode():
+        expected = model(**{k: torch.from_numpy(v) for k, v in tok([prompt] * 2, responses).items()})["features"]
+    np.testing.assert_allclose(extractor([prompt] * 2, responses), expected.numpy(), atol=1e-4)
+    assert check_conformance(artifact, "fp32", "cpu", None)["ok"]
+
+
+@pytest.mark.parametrize("budget", [0, -3, "8", True])
+def test_a_manifest_with_a_bad_prompt_budget_is_refused(tiny_artifact, tmp_path, budget):
+    from rfm.runtime.manifest import ArtifactError, Manifest
+
+    data = json.loads((tiny_artifact / "rfm.json").read_text())
+    data["truncation"]["prompt_budget"] = budget
+    with pytest.raises(ArtifactError, match="prompt_budget"):
+        Manifest.from_json(data)
+
+
+def test_pad_is_right_padding_of_each_row():
+    tok = PairTokenizer.from_file("minilm", 32, pad_id=7)
+    encodings = tok.encode(["a prompt", "", "a much longer prompt " * 10], ["yes", "an answer", "no"])
+    batch = tok.pad(encodings)
+    width = max(len(e.ids) for e in encodings)
+    for row, enc in enumerate(encodings):
+        k = len(enc.ids)
+        assert batch["input_ids"][row].tolist() == enc.ids + [7] * (width - k)
+        assert batch["token_type_ids"][row].tolist() == enc.type_ids + [0] * (width - k)
+        assert batch["attention_mask"][row].tolist() == [1] * k + [0] * (width - k)
+    assert all(v.dtype == np.int64 and v.shape == (3, width) for v in batch.values())

@@ -47,6 +47,9 @@ class TrainConfig:
     w_l2: float = opt(0.3, "L2 penalty on each rater's deviation from the shared weights.")
     dropout: float = opt(0.2, "Dropout on pooled embeddings.")
     max_length: int = opt(256, "Tokens per (prompt, response).")
+    prompt_budget: int | None = opt(None, "Keep at most N tokens of each prompt (its beginning; the response keeps "
+                                    "its tokens), in training and in the exported artifact: reranking costs "
+                                    "what the shorter pairs cost (README: Speed). Default: no budget.")
     pooling: str = opt(Pooling.LAYERS.value,
                         "layers: mean over the response's tokens of every encoder layer plus log response length "
                         "(reads surface cues: length, lists, hedges, tone); response: last layer's mean over the "

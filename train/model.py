@@ -142,7 +142,8 @@ def takes_token_types(backbone: nn.Module) -> bool:
 
 def rfm_config(backbone_config: PretrainedConfig, *, kind: str, features: int, head: str, head_hidden: int,
                dropout: float, max_length: int, truncation: str, backbone_name: str,
-               pooling: str = "layers", standardize: bool = False) -> PretrainedConfig:
+               pooling: str = "layers", standardize: bool = False,
+               prompt_budget: int | None = None) -> PretrainedConfig:
     """The backbone config with the RFM fields recorded (what export and runtime reproduce)."""
     config = backbone_config.__class__.from_dict(backbone_config.to_dict())
     config.rfm_kind = kind
@@ -155,5 +156,6 @@ def rfm_config(backbone_config: PretrainedConfig, *, kind: str, features: int, h
     config.rfm_standardize = standardize and head != "identity"
     config.rfm_max_length = max_length
     config.rfm_truncation = truncation
+    config.rfm_prompt_budget = prompt_budget
     config.rfm_backbone = backbone_name
     return config

@@ -51,6 +51,8 @@ def _validate(cfg: TrainConfig) -> None:
         (cfg.batch_size >= 1, "--batch-size must be >= 1"),
         (cfg.lr > 0, "--lr must be > 0"),
         (cfg.max_length >= 8, "--max-length must be >= 8"),
+        (cfg.prompt_budget is None or 1 <= cfg.prompt_budget < cfg.max_length,
+         "--prompt-budget must be between 1 and --max-length - 1"),
         (0 <= cfg.val_frac < 1, "--val-frac must be in [0, 1)"),
         (not (cfg.kind == "linear-probe" and cfg.tune == "full"), "--baseline linear-probe trains no features; "
          "use --tune head"),
@@ -95,11 +97,12 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
         config = rfm_config(backbone.config, kind=cfg.kind, features=features, head=head,
                             head_hidden=cfg.head_hidden, dropout=cfg.dropout, max_length=cfg.max_length,
                             truncation=TRUNCATION_STRATEGY, backbone_name=cfg.backbone, pooling=cfg.pooling,
-                            standardize=cfg.standardize)
+                            standardize=cfg.standardize, prompt_budget=cfg.prompt_budget)
         torch.manual_seed(cfg.seed)
         model = RewardFeatureModel(config, backbone=backbone)
         model.eval()
-        pair_tok = PairTokenizer(hf_tokenizer.backend_tokenizer, cfg.max_length, pad_id=hf_tokenizer.pad_token_id)
+        pair_tok = PairTokenizer(hf_tokenizer.backend_tokenizer, cfg.max_length, pad_id=hf_tokenizer.pad_token_id,
+                                 prompt_budget=cfg.prompt_budget)
         summary: dict = {"config": config_dict(cfg), "users": len(data.user_ids), "pairs": len(data.a),
                          "distinct_texts": len(data.texts), "dropped_users": data.dropped_users}
         if cfg.tune == "head":
@@ -162,7 +165,9 @@ def _cached_embeddings(model, pair_tok, data: PairData, cfg: TrainConfig, progre
     import hashlib
 
     fingerprint = weights_fingerprint(model.backbone)
-    key = hashlib.sha256(f"{fingerprint}|{cfg.max_length}|{TRUNCATION_STRATEGY}|{cfg.pooling}".encode()).hexdigest()
+    budget = f"|prompt{cfg.prompt_budget}" if cfg.prompt_budget else ""  # old keys stay valid without a budget
+    key = hashlib.sha256(f"{fingerprint}|{cfg.max_length}|{TRUNCATION_STRATEGY}|{cfg.pooling}{budget}".encode()
+                         ).hexdigest()
     cache = None if os.environ.get("RFM_NO_CACHE") == "1" else EmbeddingCache(key[:32], cache_root)
     encoder = FrozenEncoder(model, pair_tok)
     try:
