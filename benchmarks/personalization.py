@@ -75,6 +75,16 @@ def _seed_of(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
+def _literal(text: str) -> object:
+    """'32' -> 32, '0.5' -> 0.5, anything else stays a string (for --variant options)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _split(src: Path, folder: Path) -> Path:
     report = split_by_user(src, folder, 0.3, seed=0, min_pairs=20)
     (folder / "split.json").write_text(json.dumps(report.to_json(), indent=1))
@@ -202,7 +212,13 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--datasets", default=None, help="Comma-separated subset (default: all).")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                        help="Also train an RFM with these rfm train options (e.g. 'rfm-prompt32:prompt_budget=32'), "
+                             "measured like the others; repeatable.")
     args = parser.parse_args()
+    for variant in args.variant:
+        name, _, options = variant.partition(":")
+        METHODS[name] = {"kind": "rfm", **{k: _literal(v) for k, v in (o.split("=", 1) for o in options.split(",") if o)}}
     os.environ.setdefault("RFM_QUIET", "1")
     work, out = Path(args.work), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -213,7 +229,8 @@ def main() -> None:
     pool = sorted({t for p in load_pairs(work / "pool.jsonl") for t in (p.chosen, p.rejected)})
     seeds = [int(s) for s in args.seeds.split(",")][: 1 if args.quick else None]
     command = ("python benchmarks/personalization.py" + (" --quick" if args.quick else "")
-               + (f" --datasets {args.datasets}" if args.datasets else ""))
+               + (f" --datasets {args.datasets}" if args.datasets else "")
+               + "".join(f" --variant {v}" for v in args.variant))
     results: dict = {"command": command, "repeats": REPEATS, "seeds": seeds, "datasets": {}}
     results_path = out / "personalization.json"
     if results_path.is_file() and args.datasets:  # a subset re-run keeps the other datasets' results
