@@ -79,6 +79,19 @@ def _candidates(body: dict) -> list[str]:
     return value
 
 
+async def _read_capped(request, limit: int) -> bytes:
+    """The body, refused as soon as it is known to pass `limit` (never read whole into memory first)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
+    return bytes(raw)
+
+
 def _no_constants(value: str) -> float:
     raise ValueError(f"{value} is not a number JSON allows")
 
@@ -113,9 +126,7 @@ def create_app(model: RewardModel, token: str | None, max_body: int = MAX_BODY_B
                         raise ApiError(401, "unauthorized", "missing or wrong bearer token (see `rfm serve --help`)")
                 body: dict = {}
                 if method == "POST":
-                    raw = await request.body()
-                    if len(raw) > max_body:
-                        raise ApiError(413, "body_too_large", f"request body over {max_body} bytes")
+                    raw = await _read_capped(request, max_body)
                     try:
                         body = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
                     except (UnicodeDecodeError, ValueError, RecursionError):

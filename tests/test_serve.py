@@ -217,3 +217,32 @@ def test_readme_curl_example_answers(service):
     out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
     ranked = json.loads(out.stdout)
     assert out.returncode == 0 and {c["text"] for c in ranked["candidates"]} == {"Hello there!", "hi"}
+
+
+def test_a_chunked_body_over_the_limit_is_refused_without_a_length_header(service):
+    """No Content-Length (chunked upload): the service stops reading at the limit and answers 413."""
+    import http.client
+
+    base, _ = service
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    chunks = (b"x" * 50_000 for _ in range(5))  # 250 kB, over the test service's 200 kB
+    connection.request("POST", "/v1/score", body=chunks, headers={"Authorization": f"Bearer {TOKEN}"},
+                       encode_chunked=True)
+    response = connection.getresponse()
+    assert response.status == 413 and json.loads(response.read())["error"]["code"] == "body_too_large"
+    connection.close()
+    assert call(base, "GET", "/v1/health", token=None)[0] == 200
+
+
+def test_a_declared_huge_body_is_refused_before_it_is_sent(service):
+    """Content-Length over the limit: 413 at once, without waiting for (or buffering) the body."""
+    base, _ = service
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(f"POST /v1/score HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n".encode())
+        answer = b""
+        while b"body_too_large" not in answer and (chunk := conn.recv(4096)):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413") and b"body_too_large" in answer
