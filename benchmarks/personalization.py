@@ -237,7 +237,7 @@ def main() -> None:
         results["datasets"] = json.loads(results_path.read_text()).get("datasets", {})
     for dataset, split in splits.items():
         results["datasets"][dataset] = run_dataset(dataset, split, work, seeds, pool, started)
-        results["datasets"][dataset]["measured_by"] = f"{command} (started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
+        results["datasets"][dataset]["measured_by"] = f"{command} (finished {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
         results_path.write_text(json.dumps(results, indent=1))
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     results_path.write_text(json.dumps(results, indent=1))
