@@ -6,9 +6,10 @@ vector can express: the ceiling of any head trained on it.
 For every attribute of `rfm data synth` (the taste scenario uses length, structure, informality and
 hedging), a ridge regression from the frozen all-MiniLM-L6-v2 pooled vector (max_length 256, as
 trained) predicts the standardised attribute of the response; 3-fold cross-validated R^2 over the
-distinct (prompt, response) texts of the synthetic raters' training pairs. Two poolings: `response`
-(the last layer's mean over the response's tokens: the sentence embedding) and `layers` (the mean of
-every layer plus log response length: rfm's default). Writes benchmarks/results/decodability.{json,md}.
+distinct (prompt, response) texts of the synthetic raters' training pairs. Poolings: `response`
+(the last layer's mean over the response's tokens: the sentence embedding), `layers` (the mean of
+every layer plus log response length: rfm's default), and `layers` with a prompt budget of 32 tokens.
+Writes benchmarks/results/decodability.{json,md}.
 """
 
 from __future__ import annotations
@@ -31,17 +32,20 @@ from rfm.train.trainer import TrainConfig, index_pairs  # noqa: E402
 from rfm.data.jsonl import load_pairs  # noqa: E402
 from rfm.data.synth import ATTRIBUTE_NAMES, TASTES, raw_attributes  # noqa: E402
 
-POOLINGS = ("response", "layers")
+# column -> (pooling, prompt budget)
+POOLINGS = {"response": ("response", None), "layers": ("layers", None), "layers, prompt budget 32": ("layers", 32)}
 
 
-def embeddings(data, pooling: str) -> np.ndarray:
-    cfg = TrainConfig(min_pairs=1, pooling=pooling)
+def embeddings(data, pooling: str, prompt_budget: int | None = None) -> np.ndarray:
+    cfg = TrainConfig(min_pairs=1, pooling=pooling, prompt_budget=prompt_budget)
     tokenizer, backbone = load_backbone("minilm")
     config = rfm_config(backbone.config, kind="rfm", features=8, head="linear", head_hidden=8, dropout=0.0,
-                        max_length=cfg.max_length, truncation="longest_first", backbone_name="minilm", pooling=pooling)
+                        max_length=cfg.max_length, truncation="longest_first", backbone_name="minilm", pooling=pooling,
+                        prompt_budget=prompt_budget)
     model = RewardFeatureModel(config, backbone=backbone).eval()
-    matrix, _, _ = _cached_embeddings(model, PairTokenizer(tokenizer.backend_tokenizer, cfg.max_length,
-                                                           pad_id=tokenizer.pad_token_id), data, cfg, False, None)
+    tok = PairTokenizer(tokenizer.backend_tokenizer, cfg.max_length, pad_id=tokenizer.pad_token_id,
+                        prompt_budget=prompt_budget)
+    matrix, _, _ = _cached_embeddings(model, tok, data, cfg, False, None)
     return matrix
 
 
@@ -56,10 +60,10 @@ def main() -> None:
     attrs = np.stack([raw_attributes(response) for _, response in data.texts])
     attrs = (attrs - attrs.mean(0)) / (attrs.std(0) + 1e-12)
     r2: dict[str, dict[str, float]] = {}
-    for pooling in POOLINGS:
-        X = embeddings(data, pooling)
+    for column, (pooling, budget) in POOLINGS.items():
+        X = embeddings(data, pooling, budget)
         ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=[1, 10, 100, 1000]))
-        r2[pooling] = {name: float(cross_val_score(ridge, X, attrs[:, k], cv=3, scoring="r2").mean())
+        r2[column] = {name: float(cross_val_score(ridge, X, attrs[:, k], cv=3, scoring="r2").mean())
                        for k, name in enumerate(ATTRIBUTE_NAMES)}
     result = {"command": "python benchmarks/decodability.py", "texts": len(data.texts), "r2": r2}
     out = ROOT / "benchmarks" / "results"
@@ -70,11 +74,14 @@ def main() -> None:
              "benchmark's training raters (UltraFeedback + HH-RLHF responses); 3-fold cross-validated R^2 of a "
              "ridge regression from the pooled vector to the standardised attribute. `response`: the last layer's "
              "mean over the response's tokens (the sentence embedding; rfm's old default); `layers`: the mean of "
-             "every layer plus log response length (rfm's default). Attributes are measured on the full text; the "
-             "encoder sees 256 tokens of prompt + response, so truncation caps every R^2 below 1.", "",
-             "| attribute | taste scenario uses it | R^2 response | R^2 layers |", "|---|---|---:|---:|"]
-    lines += [f"| {name} | {'yes' if name in used else 'no'} | {r2['response'][name]:.2f} | {r2['layers'][name]:.2f} |"
-              for name in ATTRIBUTE_NAMES]
+             "every layer plus log response length (rfm's default); `layers, prompt budget 32`: the same with each "
+             "prompt cut to its first 32 tokens (`rfm train --prompt-budget 32`), which leaves the response more of "
+             "the window. Attributes are measured on the full text; the encoder sees 256 tokens of prompt + "
+             "response, so truncation caps every R^2 below 1.", "",
+             "| attribute | taste scenario uses it | " + " | ".join(f"R^2 {c}" for c in POOLINGS) + " |",
+             "|---|---|" + "---:|" * len(POOLINGS)]
+    lines += [f"| {name} | {'yes' if name in used else 'no'} | " + " | ".join(f"{r2[c][name]:.2f}" for c in POOLINGS)
+              + " |" for name in ATTRIBUTE_NAMES]
     (out / "decodability.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
