@@ -121,11 +121,11 @@ def main() -> None:
                   + " ".join(f"m={m}:{row['new_responses']['shots'][str(m)]['accuracy']:.3f}" for m in SHOTS_REAL)
                   + f", seen {row['seen']['accuracy']:.3f}", flush=True)
         art = work / "models" / "tldr-budget" / name / f"rfm-s{seeds[0]}" / "artifact"
+        tokenizer = FeatureExtractor(load_artifact(art), device="cpu", precision="int8").tokenizer
         if synthetic is None:  # 8 pairs of 256 tokens without a budget, prompt ~3/4 of them
-            prompts, responses = texts_of_length(RewardModel.load(art, device="cpu").extractor.tokenizer, 8, 256)
+            prompts, responses = texts_of_length(tokenizer, 8, 256)
             synthetic = (prompts[0], responses)
-        model = RewardModel.load(art, device="cpu", precision="int8")
-        tokens = [len(e.ids) for e in model.extractor.tokenizer.encode_candidates(*synthetic)]
+        tokens = [len(e.ids) for e in tokenizer.encode_candidates(*synthetic)]
         result["budgets"][name] = {
             "new_responses": {str(m): float(np.mean([r["new_responses"]["shots"][str(m)]["accuracy"] for r in rows]))
                               for m in SHOTS_REAL},

@@ -115,7 +115,7 @@ def main() -> None:
         result["torch_fp32_8x256_end_to_end"] = timed(torch_end_to_end, args.repeats)
         result["torch_fp32_8x256_model_only"] = timed(torch_model_only, args.repeats)
         if budget_tok is not None:  # the same model on the budget's (fewer) tokens: what the budget alone buys
-            short = {k: torch.from_numpy(v) for k, v in budget_tok.pad(budget_tok.encode(same, responses8)).items()}
+            short = {k: torch.from_numpy(v) for k, v in budget_tok(same, responses8).items()}
 
             def torch_budget_tokens():
                 with torch.inference_mode():

@@ -208,7 +208,7 @@ def create_app(model: RewardModel, token: str | None, max_body: int = MAX_BODY_B
                 "device": model.extractor.device, "precision": model.extractor.precision,
                 "max_candidates": min(MAX_SERVICE_CANDIDATES, MAX_CANDIDATES), "max_body_bytes": max_body,
                 "max_text_chars": MAX_TEXT_CHARS, "max_in_flight": max_in_flight, "timeout_s": timeout,
-                "coalescing": bool(getattr(model.extractor, "coalescing", False))}
+                "coalescing": model.extractor.coalescing}
 
     def health(_: dict, __: dict) -> dict:
         return {"status": "ok", "api": API}

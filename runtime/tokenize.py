@@ -87,20 +87,20 @@ class PairTokenizer:
 
     def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Encoding]:
         """Tokenise pairs (in parallel, in Rust); no padding."""
-        cap = self.max_chars
         if self.prompt_budget is None:
+            cap = self.max_chars
             return self._tok.encode_batch([(p[:cap], r[:cap]) for p, r in zip(prompts, responses, strict=True)])
-        heads = self._heads(prompts)
-        tails = self._halves.encode_batch([r[:cap] for r in responses], add_special_tokens=False)
-        return [self._tok.post_process(h, t, add_special_tokens=True) for h, t in zip(heads, tails, strict=True)]
+        return self._pairs(self._heads(prompts), responses)
 
     def encode_candidates(self, prompt: str, responses: Sequence[str]) -> list[Encoding]:
         """Like `encode([prompt] * n, responses)`, with the prompt tokenised once (a rerank's n candidates
         share it): each pair is then truncated (longest_first) and given its special tokens in Rust."""
-        cap = self.max_chars
-        head = self._heads([prompt])[0]
-        tails = self._halves.encode_batch([r[:cap] for r in responses], add_special_tokens=False)
-        return [self._tok.post_process(head, tail, add_special_tokens=True) for tail in tails]
+        return self._pairs(self._heads([prompt]) * len(responses), responses)
+
+    def _pairs(self, heads: Sequence[Encoding], responses: Sequence[str]) -> list[Encoding]:
+        """Each prompt encoding joined with its response's: truncated as a pair, special tokens added."""
+        tails = self._halves.encode_batch([r[: self.max_chars] for r in responses], add_special_tokens=False)
+        return [self._tok.post_process(h, t, add_special_tokens=True) for h, t in zip(heads, tails, strict=True)]
 
     def _heads(self, prompts: Sequence[str]) -> list[Encoding]:
         """Prompts tokenised without special tokens, cut to the prompt budget if there is one."""
