@@ -223,3 +223,59 @@ def test_default_int8_is_portable_and_says_where_it_was_validated(tiny_artifact)
     expected = "arm64" if platform.machine().lower() in ("arm64", "aarch64") else "x86_portable"
     assert manifest["export"]["int8_quantization"] == portable_quant_target() == expected
     assert manifest["export"]["validated_on"][0] == platform.machine().lower()
+
+
+@pytest.mark.parametrize("backbone_kind", ["bert", "distilbert"])
+def test_token_head_trains_on_packed_states_and_exports_what_it_trained(backbone_kind, tiny_backbone,
+                                                                         scenario2_split, tmp_path):
+    """--head tokens: features computed in training (packed embedding-layer states) are the ones the
+    exported graph computes (padded, in one ONNX graph), for backbones with and without segment ids."""
+    import torch
+    from conftest import TOKENIZER_FILES
+    from rfm.runtime import FeatureExtractor
+    from rfm.runtime.tokenize import PairTokenizer, minilm_dir
+    from rfm.train.model import TokenHead
+    from rfm.train.rundir import load_run
+    from rfm.train.token_states import token_states
+    from rfm.train.trainer import head_features
+    from transformers import DistilBertConfig, DistilBertModel
+
+    backbone = tiny_backbone
+    if backbone_kind == "distilbert":
+        torch.manual_seed(0)
+        backbone = tmp_path / "tiny_distilbert"
+        DistilBertModel(DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=2, hidden_dim=64)
+                        ).save_pretrained(backbone)
+        for name in TOKENIZER_FILES:
+            shutil.copy(minilm_dir() / name, backbone / name)
+    summary = train_tiny(backbone, scenario2_split / "train.jsonl", tmp_path / "run", epochs=4, head="tokens",
+                         head_hidden=16)
+    assert summary["config"]["head"] == "tokens" and summary["history"]
+    model, tokenizer, config = load_run(tmp_path / "run")
+    assert isinstance(model.head, TokenHead)
+    assert model.head.tokens[-1].weight.abs().sum() > 0  # the per-token MLP was trained, not left at its zero start
+    prompts = ["a prompt", "another, longer prompt " * 20, ""]
+    responses = ["short", "a longer answer, perhaps! " * 10, "I think it's fine"]
+    tok = PairTokenizer(tokenizer.backend_tokenizer, config.rfm_max_length)
+    batch = {k: torch.from_numpy(v) for k, v in tok(prompts, responses).items()}
+    with torch.inference_mode():
+        graph = model(**batch)["features"].numpy()
+        states = token_states(model.backbone, tok, list(zip(prompts, responses, strict=True)), model.uses_token_types)
+        pooled = model.pooled(**batch)
+        packed = head_features(model.head, pooled, states, np.arange(len(prompts))).numpy()
+    np.testing.assert_allclose(packed, graph, atol=2e-3)  # states are stored as float16 for training
+    manifest = export_run(tmp_path / "run", tmp_path / "art", ["fp32", "int8"], log=lambda m: None)
+    assert manifest.features == config.rfm_features
+    ours = FeatureExtractor(load_artifact(tmp_path / "art"), device="cpu", precision="fp32")(prompts, responses)
+    np.testing.assert_allclose(ours, graph, atol=1e-4)
+
+
+def test_token_states_gather_the_rows_asked_for():
+    import torch
+    from rfm.train.token_states import TokenStates
+
+    values = torch.arange(12, dtype=torch.float16).reshape(6, 2)  # rows of 2, 0, 3 and 1 tokens
+    states = TokenStates(values, np.array([0, 2, 2, 5, 6]))
+    got, segments = states.gather(np.array([3, 0, 1, 2]))
+    np.testing.assert_array_equal(got.numpy(), values[[5, 0, 1, 2, 3, 4]].float().numpy())
+    np.testing.assert_array_equal(segments.numpy(), [0, 1, 1, 3, 3, 3])

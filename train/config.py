@@ -35,8 +35,11 @@ class TrainConfig:
     kind: str = opt(Kind.RFM.value, "What to train.", tuple(k.value for k in Kind), cli=False)
     backbone: str = opt("minilm", "'minilm' (bundled all-MiniLM-L6-v2), a local Hugging Face folder, or a hub name.")
     features: int = opt(32, "Feature dimension d.")
-    head: str = opt("linear", "Feature head on the pooled vector.", ("linear", "mlp"))
-    head_hidden: int = opt(256, "Hidden units of --head mlp.")
+    head: str = opt("linear", "Feature head. linear: on the pooled vector; mlp: a small MLP on it; tokens: linear "
+                    "on the pooled vector plus the mean over the response's tokens of a small MLP of each token's "
+                    "embedding-layer state (counts kinds of words: hedges, contractions, list markers).",
+                    ("linear", "mlp", "tokens"))
+    head_hidden: int = opt(256, "Hidden units of --head mlp and of --head tokens' per-token MLP.")
     tune: str = opt("head", "head: frozen cached encoder (CPU default); full: fine-tune everything (GPU).",
                      ("head", "full"))
     epochs: int = opt(40, "Maximum epochs (early stopping).")

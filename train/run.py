@@ -21,6 +21,7 @@ from rfm.train.model import POOLINGS, RewardFeatureModel, rfm_config, takes_toke
 from rfm.train.prior import SELECTION_DRAWS, SHRINK_FACTORS, choose_prior_width
 from rfm.train.rundir import SUMMARY_FILE, save_raters
 from rfm.train.selection import fewshot_tasks
+from rfm.train.token_states import token_states
 from rfm.train.trainer import (
     PairData,
     TrainConfig,
@@ -28,6 +29,7 @@ from rfm.train.trainer import (
     fewshot_selector,
     fit_bradley_terry,
     fit_head_on_embeddings,
+    head_features,
     index_pairs,
     judging,
     population_prior,
@@ -42,7 +44,7 @@ def _validate(cfg: TrainConfig) -> None:
     checks = [
         (cfg.kind in {k.value for k in Kind}, "--baseline must be 'bt' or 'linear-probe'"),
         (cfg.tune in ("head", "full"), "--tune must be head or full"),
-        (cfg.head in ("linear", "mlp"), "--head must be linear or mlp"),
+        (cfg.head in ("linear", "mlp", "tokens"), "--head must be linear, mlp or tokens"),
         (cfg.pooling in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)}"),
         (cfg.selection in ("fewshot", "loss"), "--selection must be fewshot or loss"),
         (cfg.features >= 1, "--features must be >= 1"),
@@ -115,10 +117,13 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
             else:
                 for p in model.backbone.parameters():
                     p.requires_grad_(False)
-                result = fit_head_on_embeddings(data, embeddings, model.head, cfg, features, progress)
+                tokens = (token_states(model.backbone, pair_tok, data.texts, model.uses_token_types)
+                          if cfg.head == "tokens" else None)
+                result = fit_head_on_embeddings(data, embeddings, model.head, cfg, features, progress, tokens)
                 model.head.eval()
                 with torch.no_grad():
-                    phi = model.head(torch.from_numpy(embeddings)).double().numpy()
+                    phi = head_features(model.head, torch.from_numpy(embeddings), tokens,
+                                        np.arange(len(data.texts))).double().numpy()
                 weights, prior, width = _finish(result, cfg, data, phi)
                 summary.update(metrics=result.metrics, history=result.history, best_epoch=result.best_epoch,
                                prior_width=width, collapse=collapse_check(result, width))

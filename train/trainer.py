@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 from rfm.train.config import TrainConfig
+from rfm.train.model import TokenHead
+from rfm.train.token_states import TokenStates
 from torch import nn
 
 from rfm.data.jsonl import Pair, index_texts
@@ -364,13 +366,24 @@ def fewshot_selector(data: PairData, judge: Judging, phi_of: Callable[[np.ndarra
     return select
 
 
+def head_features(head: nn.Module, embeddings: torch.Tensor, tokens: TokenStates | None,
+                  rows: np.ndarray) -> torch.Tensor:
+    """phi of these distinct texts from their cached pooled vectors (and token states, for a TokenHead)."""
+    if not isinstance(head, TokenHead):
+        return head(embeddings[torch.from_numpy(rows)])
+    # Without gradients, in chunks: the per-token hidden layer of every text at once would take gigabytes.
+    step = len(rows) if torch.is_grad_enabled() else 512
+    return torch.cat([head.packed(embeddings[torch.from_numpy(part)], *tokens.gather(part))
+                      for part in np.array_split(rows, max(1, -(-len(rows) // step)))])
+
+
 def fit_head_on_embeddings(data: PairData, embeddings: np.ndarray, head: nn.Module, cfg: TrainConfig, d: int,
-                           progress: bool = True) -> FitResult:
-    """Train the head (and W) on cached pooled embeddings.
+                           progress: bool = True, tokens: TokenStates | None = None) -> FitResult:
+    """Train the head (and W) on cached pooled embeddings (and, for `--head tokens`, token states).
 
     A standardising first layer of the head is set from these embeddings. With `warm_start` (RFM,
-    linear head), the population reward is fitted first as a one-feature Bradley-Terry model; it
-    becomes feature 0 with w_0 = e_0, so training starts from the non-adaptive model and the best
+    linear or tokens head), the population reward is fitted first as a one-feature Bradley-Terry
+    model; it becomes feature 0 with w_0 = e_0, so training starts from the non-adaptive model and the best
     epoch (epoch 0 included) must beat it. An RFM's epochs are judged by few-shot adaptation of the
     training raters on new validation responses (`fewshot_selector`).
     """
@@ -379,19 +392,20 @@ def fit_head_on_embeddings(data: PairData, embeddings: np.ndarray, head: nn.Modu
     from rfm.train.model import Standardize
 
     emb = torch.from_numpy(embeddings)
-    layers = list(head) if isinstance(head, nn.Sequential) else []
+    pooled_head = head.pooled if isinstance(head, TokenHead) else head
+    layers = list(pooled_head) if isinstance(pooled_head, nn.Sequential) else []
     standardize = next((m for m in layers if isinstance(m, Standardize)), None)
     if standardize is not None:
         standardize.fit(emb)
 
     def featurise_with(module: nn.Module):
-        return lambda idx, train_mode: module(emb[torch.from_numpy(idx)])
+        return lambda idx, train_mode: head_features(module, emb, tokens, idx)
 
     judge = judging(data, cfg)
     val = judge.val
     init_shared = None
     linear = layers[-1] if layers else None
-    if cfg.kind == "rfm" and cfg.warm_start and cfg.head == "linear" and isinstance(linear, nn.Linear):
+    if cfg.kind == "rfm" and cfg.warm_start and cfg.head in ("linear", "tokens") and isinstance(linear, nn.Linear):
         front = [copy.deepcopy(standardize)] if standardize is not None else []
         population = nn.Sequential(*front, nn.Dropout(cfg.dropout), nn.Linear(embeddings.shape[1], 1))
         # The raters' own validation pairs stop the warm start too: it trains on exactly the pairs the
@@ -408,7 +422,7 @@ def fit_head_on_embeddings(data: PairData, embeddings: np.ndarray, head: nn.Modu
     if cfg.kind == "rfm" and cfg.selection == "fewshot":
         def phi_of(idx: np.ndarray) -> np.ndarray:
             head.eval()
-            return head(emb[torch.from_numpy(idx)]).double().numpy()
+            return head_features(head, emb, tokens, idx).double().numpy()
 
         select = fewshot_selector(data, judge, phi_of, cfg.seed)
     return fit_bradley_terry(data, featurise_with(head), [head], cfg, d, progress, init_shared=init_shared,
