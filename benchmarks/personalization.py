@@ -27,6 +27,8 @@ Datasets
 Methods: the RFM (rfm train defaults: d = 32, layers pooling, few-shot selection), the non-adaptive
 Bradley-Terry baseline ("one-size"), and the adaptive linear probe: per-user logistic regression on
 the frozen encoder's own sentence embedding (mean of the last layer over the response's tokens).
+Synthetic datasets add "true attributes (ceiling)": the raters' own attributes as the features (no
+model), adapted the same way under their true weights' prior: what perfect features would reach.
 
 Best-of-n (synthetic raters, seed-0 models; int8 vs fp32 likewise on the seed-0 RFM): for each held-out rater, w is adapted from m = 20 of
 their pairs; for 10 prompts from their other pairs, the candidates are the prompt's two responses
@@ -172,6 +174,26 @@ def evaluate_artifact(art: Path, split: Path, precision: str, seed: int, shots, 
     return result
 
 
+def true_attributes_row(split: Path, raters: SyntheticRaters, shots, seed: int) -> dict:
+    """The ceiling of any features: the raters' own standardised attributes as phi, adapted by the same MAP
+    adapter under the training raters' true weights as the prior (no model, nothing learned)."""
+    def users_of(pairs):
+        deltas = np.stack([raters.attributes([p.chosen])[0] - raters.attributes([p.rejected])[0] for p in pairs])
+        return group_by_user(pairs, deltas)
+
+    train_users = sorted({p.user_id for p in load_pairs(split / "train.jsonl")})
+    weights = np.stack([raters.weights[u] for u in train_users])
+    prior = {"mean": weights.mean(0), "cov": np.cov(weights.T) + 1e-3 * np.eye(weights.shape[1])}
+    adapter = UserAdapter(prior, "population")
+    users = users_of(load_pairs(split / "heldout.jsonl"))
+    seen = users_of(load_pairs(split / "seen_test.jsonl"))
+    correct = [float(np.mean(data.deltas @ raters.weights[u] > 0)) for u, data in seen.items()]
+    return {"seed": seed, "precision": "exact", "best_epoch": "-", "prior_width": None,
+            "seen": {"accuracy": float(np.mean(correct))},
+            "new_responses": evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=True),
+            "shared_responses": evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=False)}
+
+
 def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: list[str], started: float) -> dict:
     shots = SHOTS_REAL if dataset in ("tldr", "jester") else SHOTS_SYNTHETIC
     raters = None if dataset in ("tldr", "jester") else SyntheticRaters.load(sidecar_path(work / f"{dataset}.jsonl"))
@@ -201,6 +223,8 @@ def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: l
                   + " ".join(f"m={m}:{row['new_responses']['shots'][str(m)]['accuracy']:.3f}" for m in shots)
                   + f" ({row['new_responses']['users']} users)", flush=True)
         entry["methods"][name] = per_seed
+    if raters is not None:
+        entry["methods"]["true attributes (ceiling)"] = [true_attributes_row(split, raters, shots, seeds[0])]
     return entry
 
 

@@ -40,7 +40,7 @@ def _table(entry: dict, key: str) -> list[str]:
         epochs = ",".join(str(r["best_epoch"]) for r in rows)
         widths = ",".join("-" if r.get("prior_width") is None else f"{r['prior_width']:g}" for r in rows)
         seen = np.mean([r["seen"]["accuracy"] for r in rows])
-        precision = "" if all(r["precision"] == "int8" for r in rows) else " (fp32)"
+        precision = "" if all(r["precision"] in ("int8", "exact") for r in rows) else " (fp32)"
         lines.append(f"| {name}{precision} | {epochs} | {widths} | {seen:.3f} | {cells} |")
     return lines
 
