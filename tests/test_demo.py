@@ -43,3 +43,13 @@ def test_demo_without_data_says_where_to_get_it(tmp_path):
     result = CliRunner().invoke(cli, ["demo", "--data-dir", str(tmp_path / "nothing"), "-o", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "RFM_DATA_DIR" in result.stderr and "Traceback" not in result.output
+
+
+def test_stage_cache_key_ignores_prose_but_not_code():
+    """Editing a docstring or a comment must not retrain the demo's and the benchmarks' cached stages."""
+    from rfm.pipeline import _code_only
+
+    base = 'def f(x):\n    """Old words."""\n    return x + 1\n'
+    assert _code_only(base) == _code_only('def f(x):\n    """New words."""\n    # why\n    return x + 1\n')
+    assert _code_only(base) == _code_only('def f(x):\n    return x + 1\n')
+    assert _code_only(base) != _code_only('def f(x):\n    """Old words."""\n    return x + 2\n')
