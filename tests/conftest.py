@@ -56,6 +56,20 @@ def make_tiny_bert(folder: Path, seed: int = 0, hidden: int = 64) -> Path:
     return folder
 
 
+def make_tiny_distilbert(folder: Path) -> Path:
+    """A randomly initialised 1-layer DistilBERT (no segment ids) with MiniLM's tokenizer."""
+    import torch
+    from rfm.runtime.tokenize import minilm_dir
+    from transformers import DistilBertConfig, DistilBertModel
+
+    torch.manual_seed(0)
+    DistilBertModel(DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=2, hidden_dim=64)
+                    ).save_pretrained(folder)
+    for name in TOKENIZER_FILES:
+        shutil.copy(minilm_dir() / name, folder / name)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))

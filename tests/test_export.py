@@ -105,18 +105,12 @@ def test_stored_graph_fuses_attention_but_keeps_layer_norm_and_gelu_standard(tin
 def test_backbone_without_token_types_trains_exports_and_runs(scenario2_split, tmp_path, caplog):
     """DistilBERT-style backbones: no segment ids, so response pooling falls back to mean (said once)."""
     import torch
-    from conftest import TOKENIZER_FILES
+    from conftest import make_tiny_distilbert
     from rfm.runtime import FeatureExtractor
-    from rfm.runtime.tokenize import PairTokenizer, minilm_dir
+    from rfm.runtime.tokenize import PairTokenizer
     from rfm.train.rundir import load_run
-    from transformers import DistilBertConfig, DistilBertModel
 
-    torch.manual_seed(0)
-    backbone = tmp_path / "tiny_distilbert"
-    DistilBertModel(DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=2, hidden_dim=64)
-                    ).save_pretrained(backbone)
-    for name in TOKENIZER_FILES:
-        shutil.copy(minilm_dir() / name, backbone / name)
+    backbone = make_tiny_distilbert(tmp_path / "tiny_distilbert")
     summary = train_tiny(backbone, scenario2_split / "train.jsonl", tmp_path / "run", epochs=2, pooling="response")
     assert summary["config"]["pooling"] == "mean"
     assert "no token_type_ids" in caplog.text
@@ -231,23 +225,15 @@ def test_token_head_trains_on_packed_states_and_exports_what_it_trained(backbone
     """--head tokens: features computed in training (packed embedding-layer states) are the ones the
     exported graph computes (padded, in one ONNX graph), for backbones with and without segment ids."""
     import torch
-    from conftest import TOKENIZER_FILES
+    from conftest import make_tiny_distilbert
     from rfm.runtime import FeatureExtractor
-    from rfm.runtime.tokenize import PairTokenizer, minilm_dir
+    from rfm.runtime.tokenize import PairTokenizer
     from rfm.train.model import TokenHead
     from rfm.train.rundir import load_run
     from rfm.train.token_states import token_states
     from rfm.train.trainer import head_features
-    from transformers import DistilBertConfig, DistilBertModel
 
-    backbone = tiny_backbone
-    if backbone_kind == "distilbert":
-        torch.manual_seed(0)
-        backbone = tmp_path / "tiny_distilbert"
-        DistilBertModel(DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=2, hidden_dim=64)
-                        ).save_pretrained(backbone)
-        for name in TOKENIZER_FILES:
-            shutil.copy(minilm_dir() / name, backbone / name)
+    backbone = tiny_backbone if backbone_kind == "bert" else make_tiny_distilbert(tmp_path / "tiny_distilbert")
     summary = train_tiny(backbone, scenario2_split / "train.jsonl", tmp_path / "run", epochs=4, head="tokens",
                          head_hidden=16)
     assert summary["config"]["head"] == "tokens" and summary["history"]
