@@ -10,7 +10,8 @@ distinct (prompt, response) texts of the synthetic raters' training pairs. Pooli
 (the last layer's mean over the response's tokens: the sentence embedding), `layers` (the mean of
 every layer plus log response length: rfm's default), and `layers` with a prompt budget of 32 tokens;
 and the per-token part of `rfm train --head tokens` (an MLP of each response token's embedding-layer
-state, averaged), fitted by least squares (3-fold CV on a seeded shuffle). Writes benchmarks/results/decodability.{json,md}.
+state, averaged), fitted by least squares (3-fold CV on a seeded shuffle); and, when
+benchmarks/personalization.py has trained it, the taste RFM's own 32 features. Writes benchmarks/results/decodability.{json,md}.
 """
 
 from __future__ import annotations
@@ -90,6 +91,18 @@ def token_mlp_r2(data, attrs: np.ndarray, hidden: int = 64, epochs: int = 30, se
     return r2 / 3
 
 
+RFM_COLUMN = "RFM's 32 features (taste, seed 0)"
+
+
+def rfm_features(artifact_dir: Path, texts) -> np.ndarray:
+    """phi of these texts from a trained taste RFM's int8 artifact, through the runtime."""
+    from rfm.runtime import FeatureExtractor, load_artifact
+
+    extractor = FeatureExtractor(load_artifact(artifact_dir), device="cpu", precision="int8")
+    return np.concatenate([extractor([p for p, _ in texts[i : i + 128]], [r for _, r in texts[i : i + 128]])
+                           for i in range(0, len(texts), 128)]).astype(np.float64)
+
+
 def main() -> None:
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import cross_val_score
@@ -107,8 +120,15 @@ def main() -> None:
         r2[column] = {name: float(cross_val_score(ridge, X, attrs[:, k], cv=3, scoring="r2").mean())
                        for k, name in enumerate(ATTRIBUTE_NAMES)}
     r2[TOKEN_COLUMN] = dict(zip(ATTRIBUTE_NAMES, map(float, token_mlp_r2(data, attrs)), strict=True))
-    result = {"command": "python benchmarks/decodability.py", "texts": len(data.texts), "r2": r2}
     columns = [*POOLINGS, TOKEN_COLUMN]
+    trained = work / "models" / "taste" / "rfm-s0" / "artifact"
+    if trained.is_dir():  # after benchmarks/personalization.py: what the trained RFM's own features carry
+        X = rfm_features(trained, data.texts)
+        ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=[0.1, 1, 10, 100]))
+        r2[RFM_COLUMN] = {name: float(cross_val_score(ridge, X, attrs[:, k], cv=3, scoring="r2").mean())
+                          for k, name in enumerate(ATTRIBUTE_NAMES)}
+        columns.append(RFM_COLUMN)
+    result = {"command": "python benchmarks/decodability.py", "texts": len(data.texts), "r2": r2}
     out = ROOT / "benchmarks" / "results"
     (out / "decodability.json").write_text(json.dumps(result, indent=1))
     used = {attribute for attribute, _ in TASTES.values()}
@@ -124,7 +144,9 @@ def main() -> None:
              "of `rfm train --head tokens` alone (a 64-unit MLP of each response token's embedding-layer state, "
              "averaged over the response; no prompt budget), trained by least squares, 3-fold cross-validated on a "
              "seeded shuffle of the same texts (AdamW, 30 epochs): it can count kinds of words, which a linear map "
-             "of a mean cannot.",
+             "of a mean cannot. `RFM's 32 features`: the features of the taste benchmark's seed-0 RFM "
+             "(`benchmarks/personalization.py`, rfm train defaults, int8 through the runtime): what Bradley-Terry "
+             "training on 28 raters' choices kept of each attribute (these texts are its training texts).",
              "",
              "| attribute | taste scenario uses it | " + " | ".join(f"R^2 {c}" for c in columns) + " |",
              "|---|---|" + "---:|" * len(columns)]
