@@ -27,8 +27,11 @@ Datasets
 Methods: the RFM (rfm train defaults: d = 32, layers pooling, few-shot selection), the non-adaptive
 Bradley-Terry baseline ("one-size"), and the adaptive linear probe: per-user logistic regression on
 the frozen encoder's own sentence embedding (mean of the last layer over the response's tokens).
-Synthetic datasets add "true attributes (ceiling)": the raters' own attributes as the features (no
-model), adapted the same way under their true weights' prior: what perfect features would reach.
+Synthetic datasets add two ceilings, adapted the same way under the raters' true weights as the prior:
+"true attributes" (the raters' own attributes as the features: perfect features) and "frozen encoder,
+best linear read-out" (each attribute as a ridge regression from the frozen encoder's `layers` vector
+predicts it, fitted with the true attributes as labels: the best a linear head on it could learn).
+`--ceilings-only` recomputes just these rows in an existing results file (no model is trained).
 
 Best-of-n (synthetic raters, seed-0 models; int8 vs fp32 likewise on the seed-0 RFM): for each held-out rater, w is adapted from m = 20 of
 their pairs; for 10 prompts from their other pairs, the candidates are the prompt's two responses
@@ -174,24 +177,49 @@ def evaluate_artifact(art: Path, split: Path, precision: str, seed: int, shots, 
     return result
 
 
-def true_attributes_row(split: Path, raters: SyntheticRaters, shots, seed: int) -> dict:
-    """The ceiling of any features: the raters' own standardised attributes as phi, adapted by the same MAP
-    adapter under the training raters' true weights as the prior (no model, nothing learned)."""
-    def users_of(pairs):
-        deltas = np.stack([raters.attributes([p.chosen])[0] - raters.attributes([p.rejected])[0] for p in pairs])
-        return group_by_user(pairs, deltas)
+TRUE_ATTRIBUTES = "true attributes (ceiling)"
+LINEAR_READOUT = "frozen encoder, best linear read-out (ceiling)"
 
-    train_users = sorted({p.user_id for p in load_pairs(split / "train.jsonl")})
-    weights = np.stack([raters.weights[u] for u in train_users])
-    prior = {"mean": weights.mean(0), "cov": np.cov(weights.T) + 1e-3 * np.eye(weights.shape[1])}
-    adapter = UserAdapter(prior, "population")
-    users = users_of(load_pairs(split / "heldout.jsonl"))
-    seen = users_of(load_pairs(split / "seen_test.jsonl"))
-    correct = [float(np.mean(data.deltas @ raters.weights[u] > 0)) for u, data in seen.items()]
-    return {"seed": seed, "precision": "exact", "best_epoch": "-", "prior_width": None,
-            "seen": {"accuracy": float(np.mean(correct))},
-            "new_responses": evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=True),
-            "shared_responses": evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=False)}
+
+def ceiling_rows(split: Path, raters: SyntheticRaters, shots, seed: int) -> dict[str, list[dict]]:
+    """What features could reach, adapted by the same MAP adapter under the training raters' true weights:
+
+    - TRUE_ATTRIBUTES: the raters' own standardised attributes as phi (perfect features);
+    - LINEAR_READOUT: each attribute as a ridge regression from the frozen encoder's `layers` vector
+      predicts it, fitted to the training raters' texts with the true attributes as labels (a cheat no
+      training run has): the best any linear head on the frozen encoder could learn.
+    """
+    from decodability import embeddings
+    from rfm.train.trainer import TrainConfig, index_pairs
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train = index_pairs(load_pairs(split / "train.jsonl"), TrainConfig(min_pairs=1))
+    weights = np.stack([raters.weights[u] for u in train.user_ids])
+    adapter = UserAdapter({"mean": weights.mean(0), "cov": np.cov(weights.T) + 1e-3 * np.eye(weights.shape[1])},
+                          "population")
+    train_x, train_attrs = embeddings(train, "layers"), raters.attributes([r for _, r in train.texts])
+    readout = [make_pipeline(StandardScaler(), RidgeCV(alphas=[1, 10, 100, 1000])).fit(train_x, train_attrs[:, k])
+               for k in range(train_attrs.shape[1])]
+
+    def deltas(pairs, features):
+        data = index_pairs(pairs, TrainConfig(min_pairs=1))
+        phi = features(data)
+        return group_by_user(pairs, phi[data.a] - phi[data.b])
+
+    features = {TRUE_ATTRIBUTES: lambda data: raters.attributes([r for _, r in data.texts]),
+                LINEAR_READOUT: lambda data: np.stack([m.predict(embeddings(data, "layers")) for m in readout], 1)}
+    heldout, seen_pairs = load_pairs(split / "heldout.jsonl"), load_pairs(split / "seen_test.jsonl")
+    rows = {}
+    for name, featurise in features.items():
+        users, seen = deltas(heldout, featurise), deltas(seen_pairs, featurise)
+        correct = [float(np.mean(data.deltas @ raters.weights[u] > 0)) for u, data in seen.items()]
+        rows[name] = [{"seed": seed, "precision": "exact", "best_epoch": "-", "prior_width": None,
+                       "seen": {"accuracy": float(np.mean(correct))},
+                       "new_responses": evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=True),
+                       "shared_responses": evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=False)}]
+    return rows
 
 
 def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: list[str], started: float) -> dict:
@@ -224,8 +252,25 @@ def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: l
                   + f" ({row['new_responses']['users']} users)", flush=True)
         entry["methods"][name] = per_seed
     if raters is not None:
-        entry["methods"]["true attributes (ceiling)"] = [true_attributes_row(split, raters, shots, seeds[0])]
+        entry["methods"].update(ceiling_rows(split, raters, shots, seeds[0]))
     return entry
+
+
+def update_ceilings(results_path: Path, splits: dict[str, Path], work: Path, seed: int, command: str,
+                    out: Path) -> None:
+    """Replace the ceiling rows of the synthetic datasets already in the results file (models untouched)."""
+    from report import personalization_report
+
+    results = json.loads(results_path.read_text())
+    for dataset, split in splits.items():
+        entry = results["datasets"].get(dataset)
+        if entry is None or dataset in ("tldr", "jester"):
+            continue
+        raters = SyntheticRaters.load(sidecar_path(work / f"{dataset}.jsonl"))
+        entry["methods"].update(ceiling_rows(split, raters, entry["shots"], seed))
+        entry["ceilings_measured_by"] = f"{command} ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
+    results_path.write_text(json.dumps(results, indent=1))
+    personalization_report(results_path, out)
 
 
 def main() -> None:
@@ -239,6 +284,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                         help="Also train an RFM with these rfm train options (e.g. 'rfm-prompt32:prompt_budget=32'), "
                              "measured like the others; repeatable.")
+    parser.add_argument("--ceilings-only", action="store_true",
+                        help="Recompute only the synthetic datasets' ceiling rows in the existing results file.")
     args = parser.parse_args()
     for variant in args.variant:
         name, _, options = variant.partition(":")
@@ -259,6 +306,9 @@ def main() -> None:
     results_path = out / "personalization.json"
     if results_path.is_file() and args.datasets:  # a subset re-run keeps the other datasets' results
         results["datasets"] = json.loads(results_path.read_text()).get("datasets", {})
+    if args.ceilings_only:
+        update_ceilings(results_path, splits, work, seeds[0], command + " --ceilings-only", out)
+        return
     for dataset, split in splits.items():
         results["datasets"][dataset] = run_dataset(dataset, split, work, seeds, pool, started)
         results["datasets"][dataset]["measured_by"] = f"{command} (finished {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"

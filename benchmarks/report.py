@@ -57,6 +57,8 @@ def personalization_report(path: Path, out: Path) -> None:
         split = entry.get("split") or {}
         first = next(iter(entry["methods"].values()))[0]["new_responses"]
         lines += [f"## {dataset}", "", *([f"Measured by `{entry['measured_by']}`.", ""] if entry.get("measured_by") else []),
+                  *([f"Ceiling rows recomputed by `{entry['ceilings_measured_by']}`.", ""]
+                    if entry.get("ceilings_measured_by") else []),
                   f"{split.get('train_users', '?')} training raters, "
                   f"{split.get('heldout_users', '?')} held-out users; {first['users']} of them at every m "
                   f"({first['excluded_users']} left out: too few pairs for the largest m with a new-response "
