@@ -372,7 +372,7 @@ def head_features(head: nn.Module, embeddings: torch.Tensor, tokens: TokenStates
     if not isinstance(head, TokenHead):
         return head(embeddings[torch.from_numpy(rows)])
     # Without gradients, in chunks: the per-token hidden layer of every text at once would take gigabytes.
-    step = len(rows) if torch.is_grad_enabled() else 512
+    step = max(1, len(rows)) if torch.is_grad_enabled() else 512
     return torch.cat([head.packed(embeddings[torch.from_numpy(part)], *tokens.gather(part))
                       for part in np.array_split(rows, max(1, -(-len(rows) // step)))])
 
