@@ -99,34 +99,34 @@ def rfm_features(artifact_dir: Path, texts) -> np.ndarray:
     from rfm.runtime import FeatureExtractor, load_artifact
 
     extractor = FeatureExtractor(load_artifact(artifact_dir), device="cpu", precision="int8")
-    return np.concatenate([extractor([p for p, _ in texts[i : i + 128]], [r for _, r in texts[i : i + 128]])
-                           for i in range(0, len(texts), 128)]).astype(np.float64)
+    return extractor([p for p, _ in texts], [r for _, r in texts]).astype(np.float64)  # it batches by itself
 
 
-def main() -> None:
+def ridge_r2(X: np.ndarray, attrs: np.ndarray, alphas=(1, 10, 100, 1000)) -> dict[str, float]:
+    """3-fold cross-validated R^2 of a standardised ridge regression from X to each attribute."""
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=list(alphas)))
+    return {name: float(cross_val_score(ridge, X, attrs[:, k], cv=3, scoring="r2").mean())
+            for k, name in enumerate(ATTRIBUTE_NAMES)}
+
+
+def main() -> None:
     work = ROOT / "benchmarks" / "work"
     data = index_pairs(load_pairs(work / "split_taste" / "train.jsonl"), TrainConfig(min_pairs=1))
     attrs = np.stack([raw_attributes(response) for _, response in data.texts])
     attrs = (attrs - attrs.mean(0)) / (attrs.std(0) + 1e-12)
     r2: dict[str, dict[str, float]] = {}
     for column, (pooling, budget) in POOLINGS.items():
-        X = embeddings(data, pooling, budget)
-        ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=[1, 10, 100, 1000]))
-        r2[column] = {name: float(cross_val_score(ridge, X, attrs[:, k], cv=3, scoring="r2").mean())
-                       for k, name in enumerate(ATTRIBUTE_NAMES)}
+        r2[column] = ridge_r2(embeddings(data, pooling, budget), attrs)
     r2[TOKEN_COLUMN] = dict(zip(ATTRIBUTE_NAMES, map(float, token_mlp_r2(data, attrs)), strict=True))
     columns = [*POOLINGS, TOKEN_COLUMN]
     trained = work / "models" / "taste" / "rfm-s0" / "artifact"
     if trained.is_dir():  # after benchmarks/personalization.py: what the trained RFM's own features carry
-        X = rfm_features(trained, data.texts)
-        ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=[0.1, 1, 10, 100]))
-        r2[RFM_COLUMN] = {name: float(cross_val_score(ridge, X, attrs[:, k], cv=3, scoring="r2").mean())
-                          for k, name in enumerate(ATTRIBUTE_NAMES)}
+        r2[RFM_COLUMN] = ridge_r2(rfm_features(trained, data.texts), attrs, alphas=(0.1, 1, 10, 100))
         columns.append(RFM_COLUMN)
     result = {"command": "python benchmarks/decodability.py", "texts": len(data.texts), "r2": r2}
     out = ROOT / "benchmarks" / "results"

@@ -66,6 +66,7 @@ from rfm.evaluation import evaluate_heldout, evaluate_seen, featurise_pairs, gro
 from rfm.pipeline import cached_json, export_stage, train_stage  # noqa: E402
 
 SHOTS_SYNTHETIC = (0, 5, 10, 20, 50)
+REAL_DATASETS = ("tldr", "jester")  # real raters: no true weights, so no ceilings or best-of-n
 SHOTS_REAL = (0, 5, 10, 20)  # real users have fewer pairs: m = 50 would leave most out
 REPEATS = 3
 # dataset -> (scenario or None, raters, pairs per rater, source)
@@ -208,8 +209,11 @@ def ceiling_rows(split: Path, raters: SyntheticRaters, shots, seed: int) -> dict
         phi = features(data)
         return group_by_user(pairs, phi[data.a] - phi[data.b])
 
-    features = {TRUE_ATTRIBUTES: lambda data: raters.attributes([r for _, r in data.texts]),
-                LINEAR_READOUT: lambda data: np.stack([m.predict(embeddings(data, "layers")) for m in readout], 1)}
+    def read_out(data) -> np.ndarray:
+        x = embeddings(data, "layers")  # once per text set, not once per attribute
+        return np.stack([m.predict(x) for m in readout], 1)
+
+    features = {TRUE_ATTRIBUTES: lambda data: raters.attributes([r for _, r in data.texts]), LINEAR_READOUT: read_out}
     heldout, seen_pairs = load_pairs(split / "heldout.jsonl"), load_pairs(split / "seen_test.jsonl")
     rows = {}
     for name, featurise in features.items():
@@ -223,8 +227,8 @@ def ceiling_rows(split: Path, raters: SyntheticRaters, shots, seed: int) -> dict
 
 
 def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: list[str], started: float) -> dict:
-    shots = SHOTS_REAL if dataset in ("tldr", "jester") else SHOTS_SYNTHETIC
-    raters = None if dataset in ("tldr", "jester") else SyntheticRaters.load(sidecar_path(work / f"{dataset}.jsonl"))
+    shots = SHOTS_REAL if dataset in REAL_DATASETS else SHOTS_SYNTHETIC
+    raters = None if dataset in REAL_DATASETS else SyntheticRaters.load(sidecar_path(work / f"{dataset}.jsonl"))
     entry = {"split": json.loads((split / "split.json").read_text()), "shots": list(shots), "methods": {}}
     for name, options in METHODS.items():
         per_seed = []
@@ -264,7 +268,7 @@ def update_ceilings(results_path: Path, splits: dict[str, Path], work: Path, see
     results = json.loads(results_path.read_text())
     for dataset, split in splits.items():
         entry = results["datasets"].get(dataset)
-        if entry is None or dataset in ("tldr", "jester"):
+        if entry is None or dataset in REAL_DATASETS:
             continue
         raters = SyntheticRaters.load(sidecar_path(work / f"{dataset}.jsonl"))
         entry["methods"].update(ceiling_rows(split, raters, entry["shots"], seed))
