@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from rfm.runtime.artifact import Artifact, ArtifactError
@@ -32,6 +34,10 @@ class FeatureExtractor:
         self.batch_size = int(batch_size)
         self.dim = artifact.features
         self._coalescer: CoalescingRunner | None = None
+        # On a GPU the device waits for the tokeniser: a call of several batches tokenises batch k+1 while
+        # batch k runs (both release the GIL). On a CPU the model already uses every core, so no overlap.
+        self.pipelined = self.device == "cuda"
+        self._device_worker: ThreadPoolExecutor | None = None
 
     def coalesce(self, max_rows: int = 64) -> None:
         """From now on merge the batches of concurrent callers into one session.run of up to `max_rows` rows
@@ -71,7 +77,33 @@ class FeatureExtractor:
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         if not len(responses):
             return np.empty((0, self.dim), dtype=np.float32)
+        if self.pipelined and len(responses) > self.batch_size:
+            return self._overlapped(prompts, responses)
         return self._features(self.tokenizer.encode(prompts, responses))
+
+    # Padded batches waiting for the device at most (bounds memory when the device is the slower side).
+    IN_FLIGHT = 2
+
+    def _overlapped(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        """Tokenise and pad batch k+1 on this thread while a worker thread runs batch k on the device."""
+        n = len(responses)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        cap = self.tokenizer.max_chars
+        # Tokens are not known before tokenising: characters order the batches so padding stays small.
+        order = sorted(range(n), key=lambda i: min(len(prompts[i]), cap) + min(len(responses[i]), cap))
+        if self._device_worker is None:
+            self._device_worker = ThreadPoolExecutor(1, thread_name_prefix="rfm-device")
+        pending: deque = deque()
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = self.tokenizer([prompts[i] for i in idx], [responses[i] for i in idx])
+            pending.append((idx, self._device_worker.submit(self.run_batch, batch)))
+            while len(pending) > self.IN_FLIGHT:
+                done, future = pending.popleft()
+                out[done] = future.result()
+        for done, future in pending:
+            out[done] = future.result()
+        return out
 
     def _features(self, encodings: Sequence) -> np.ndarray:
         n = len(encodings)

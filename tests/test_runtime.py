@@ -343,6 +343,22 @@ def test_a_coalescing_extractor_gives_the_same_features_under_concurrency(tiny_a
     assert merged.coalescing and merged._coalescer.calls <= merged._coalescer.batches == 12
 
 
+def test_overlapped_tokenising_gives_the_same_features_in_input_order(tiny_artifact):
+    """The GPU path (tokenise batch k+1 while batch k runs) forced on the CPU: same rows, same order."""
+    art = load_artifact(tiny_artifact)
+    plain = FeatureExtractor(art, device="cpu", precision="fp32", batch_size=4)
+    overlapped = FeatureExtractor(art, device="cpu", precision="fp32", batch_size=4)
+    assert not plain.pipelined
+    overlapped.pipelined = True
+    prompts = [f"prompt {i} " * (1 + (7 * i) % 5) for i in range(23)]
+    responses = [f"answer {i} " * (1 + (3 * i) % 11) for i in range(23)]
+    calls = []
+    run = overlapped.run_batch
+    overlapped.run_batch = lambda batch: calls.append(len(batch["input_ids"])) or run(batch)
+    np.testing.assert_allclose(overlapped(prompts, responses), plain(prompts, responses), atol=2e-5)
+    assert sorted(calls) == [3] + [4] * 5
+
+
 def test_a_prompt_budget_is_trained_exported_and_run_the_same_way(tiny_backbone, scenario2_split, tmp_path):
     """--prompt-budget N: the run, the manifest and the runtime all keep the prompt's first N tokens."""
     from conftest import train_tiny
