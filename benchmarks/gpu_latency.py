@@ -130,6 +130,51 @@ def hf_tokenizer(artifact_dir: Path):
     return tok
 
 
+def concurrent_reranks(
+    art_dir: Path,
+    device: str,
+    precision: str,
+    prompt: str,
+    responses: list[str],
+    clients: int,
+    seconds: float,
+    coalesce: bool,
+) -> dict:
+    """`clients` threads reranking the same 8 candidates through one RewardModel for `seconds`, as a
+    service's request threads do, with the extractor's coalescing of waiting batches off or on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with tempfile.TemporaryDirectory() as store:
+        model = RewardModel.load(art_dir, device=device, precision=precision, store=store)
+        if coalesce:
+            model.extractor.coalesce()
+        for _ in range(5):
+            model.rerank("warm-up", prompt, responses)
+        stop = time.perf_counter() + seconds
+
+        def client(i: int) -> list[float]:
+            latencies = []
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                model.rerank(f"user{i}", prompt, responses)
+                latencies.append(time.perf_counter() - t)
+            return latencies
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            latencies = np.concatenate([np.asarray(x) for x in pool.map(client, range(clients))]) * 1e3
+        elapsed = time.perf_counter() - started
+        runner = model.extractor._coalescer
+        return {
+            "clients": clients,
+            "coalesce": coalesce,
+            "reranks_per_s": round(len(latencies) / elapsed, 1),
+            "p50_ms": round(float(np.median(latencies)), 3),
+            "p90_ms": round(float(np.percentile(latencies, 90)), 3),
+            "rows_per_session_call": round(8 * runner.batches / max(runner.calls, 1), 1) if runner else 8.0,
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -217,7 +262,15 @@ def main() -> None:
             sync()
 
         def torch_e2e(p=prompts, r=responses, n=seq_len):
-            enc = hf(p, r, padding=True, truncation="longest_first", max_length=n, return_tensors="pt")
+            enc = hf(
+                p,
+                r,
+                padding=True,
+                truncation="longest_first",
+                return_token_type_ids=True,
+                max_length=n,
+                return_tensors="pt",
+            )
             with torch.inference_mode():
                 out = forward(**{k: enc[k].to(device, non_blocking=True) for k in names})
             return out.float().cpu().numpy()
@@ -254,6 +307,7 @@ def main() -> None:
             enc = hf(
                 prompts[i : i + 32],
                 responses[i : i + 32],
+                return_token_type_ids=True,
                 padding=True,
                 truncation="longest_first",
                 max_length=stream_len,
@@ -275,6 +329,12 @@ def main() -> None:
             **timed(lambda: model.rerank("bench", prompts8[0], responses8), min_s),
         }
     print("rerank", result["rerank_8x256"], flush=True)
+    result["concurrent"] = [
+        concurrent_reranks(art_dir, device, precision, prompts8[0], responses8, clients, 2 * min_s, coalesce)
+        for clients in (1, 4, 16)
+        for coalesce in (False, True)
+    ]
+    print("concurrent", result["concurrent"], flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_latency.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -333,6 +393,18 @@ def report(r: dict) -> str:
         f"p50 {rr['p50_ms']:.2f} ms.",
         "",
     ]
+    lines += [
+        "Concurrent reranks of 8 x 256 through one RewardModel (threads, as a service's requests):",
+        "",
+        "| clients | coalescing | reranks/s | p50 ms | p90 ms | rows per session call |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for c in r["concurrent"]:
+        lines.append(
+            f"| {c['clients']} | {'on' if c['coalesce'] else 'off'} | {c['reranks_per_s']} | {c['p50_ms']:.2f} "
+            f"| {c['p90_ms']:.2f} | {c['rows_per_session_call']} |"
+        )
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -46,6 +46,9 @@ def choose_precision(artifact: Artifact, device: str, precision: str) -> str:
     if precision == "auto":
         order = ("int8", "fp32") if device == "cpu" else ("fp16", "fp32")
         return next(p for p in order if p in artifact.precisions)
+    if device == "cuda" and precision == "int8":
+        raise UsageError("int8 graphs are CPU graphs (onnxruntime runs them on CUDA with slow fallback "
+                         "kernels); use fp16 or fp32 on cuda", param="precision")
     if precision not in artifact.precisions:
         raise UsageError(f"{precision} is not in {artifact.root} (has {', '.join(artifact.precisions)})",
                          param="precision")

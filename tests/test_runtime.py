@@ -105,6 +105,15 @@ def test_explicit_cuda_without_provider_is_a_usage_error(tiny_artifact):
         RewardModel.load(tiny_artifact, device="cuda")
 
 
+def test_int8_is_never_chosen_or_offered_on_cuda(tiny_artifact):
+    from rfm.runtime.session import choose_precision
+
+    art = load_artifact(tiny_artifact)
+    assert choose_precision(art, "cuda", "auto") in ("fp16", "fp32")
+    with pytest.raises(UsageError, match="precision: int8 graphs are CPU graphs"):
+        choose_precision(art, "cuda", "int8")
+
+
 def test_auto_picks_int8_on_cpu(tiny_artifact):
     rm = RewardModel.load(tiny_artifact, device="auto")
     assert rm.extractor.precision == "int8" and rm.extractor.device == "cpu"
