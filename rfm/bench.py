@@ -9,6 +9,7 @@ the same run dir (`--compare torch`, needs the [train] extra), scikit-learn for 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -123,8 +124,9 @@ def texts_of_length(tokenizer: PairTokenizer, n: int, seq_len: int, seed: int = 
 def bench_grid(artifact: Artifact, devices: Sequence[str], precisions: Sequence[str], batches: Sequence[int],
                seq_lens: Sequence[int], threads: int | None, repeats: int, warmup: int, min_time_s: float,
                bare: bool, torch_model=None, progress: Callable[[str], None] = lambda m: None) -> dict:
-    runs, bare_rows, torch_rows = [], [], []
-    torch_done: set[tuple[int, int]] = set()
+    runs, bare_rows = [], []
+    torch_rows: dict[str, list] = {"cpu": [], "cuda": []}
+    torch_done: set[tuple[str, int, int]] = set()
     cells, skipped = grid_cells(artifact, devices, precisions)
     total, done, started = len(cells) * len(seq_lens) * len(batches), 0, time.perf_counter()
     for device, precision in cells:
@@ -146,33 +148,54 @@ def bench_grid(artifact: Artifact, devices: Sequence[str], precisions: Sequence[
                     samples = time_calls(lambda f=feeds, s=session: s.run(["features"], f), repeats, warmup,
                                          min_time_s)
                     bare_rows.append({**row, **percentiles(samples, batch, seq_len)})
-                if torch_model is not None and device == "cpu" and (batch, seq_len) not in torch_done:
-                    torch_done.add((batch, seq_len))
-                    samples = torch_model(arrays, repeats, warmup, min_time_s)
-                    torch_rows.append({**row, "precision": "torch-fp32", **percentiles(samples, batch, seq_len)})
-    return {"runs": runs, "bare_session": bare_rows or None, "torch_fp32": torch_rows or None, "skipped": skipped}
+                if torch_model is not None and (device, batch, seq_len) not in torch_done:
+                    torch_done.add((device, batch, seq_len))
+                    label = "torch-fp32" if device == "cpu" else "torch-fp16"
+                    model_only, end_to_end = torch_model(device, arrays, prompts, responses,
+                                                         extractor.tokenizer.max_length, repeats, warmup, min_time_s)
+                    torch_rows[device] += [{**row, "precision": label, **percentiles(model_only, batch, seq_len)},
+                                           {**row, "precision": f"{label} e2e", **percentiles(end_to_end, batch, seq_len)}]
+    return {"runs": runs, "bare_session": bare_rows or None, "torch_fp32": torch_rows["cpu"] or None,
+            "torch_cuda": torch_rows["cuda"] or None, "skipped": skipped}
 
 
 def torch_timer(run_dir: str | os.PathLike, threads: int | None):
-    """A timing function for the same model in PyTorch eager fp32 (needs the [train] extra)."""
+    """Timings of the same model in PyTorch eager (needs the [train] extra): fp32 on the CPU, fp16 on CUDA;
+    model only (on the padded arrays rfm ran) and end to end (the run's own Hugging Face tokenizer, padding,
+    the copy to the device, features back), as sentence-transformers would run it."""
     try:
         import torch
 
         from rfm.train.rundir import load_run
     except ImportError:
         raise UsageError("--compare torch needs the training extra: pip install 'rfm[train]'") from None
-    model, _, _ = load_run(run_dir)
+    model, hf_tokenizer, _ = load_run(run_dir)
+    models = {"cpu": model.eval()}
     if threads:
         torch.set_num_threads(threads)
 
-    def timer(arrays: dict[str, np.ndarray], repeats: int, warmup: int, min_time_s: float) -> list[float]:
-        tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    def timer(device: str, arrays: dict[str, np.ndarray], prompts: list[str], responses: list[str], max_length: int,
+              repeats: int, warmup: int, min_time_s: float) -> tuple[list[float], list[float]]:
+        if device not in models:
+            models[device] = copy.deepcopy(model).to(device, torch.float16).eval()
+        on_device = models[device]
+        finish = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        tensors = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
 
-        def call():
+        def model_only():
             with torch.inference_mode():
-                return model(**tensors)["features"]
+                on_device(**tensors)["features"]
+            finish()
 
-        return time_calls(call, repeats, warmup, min_time_s)
+        def end_to_end():
+            encoded = hf_tokenizer(prompts, responses, padding=True, truncation="longest_first", max_length=max_length,
+                                   return_tensors="pt", return_token_type_ids=True)
+            with torch.inference_mode():
+                features = on_device(**{k: encoded[k].to(device) for k in arrays})["features"]
+            return features.float().cpu().numpy()
+
+        return (time_calls(model_only, repeats, warmup, min_time_s),
+                time_calls(end_to_end, repeats, warmup, min_time_s))
 
     return timer
 
@@ -311,7 +334,7 @@ def markdown_table(result: dict) -> str:
              f"onnxruntime {m['onnxruntime']}, threads: {result['threads'] or 'default'}", "",
              "| device | precision | batch | seq_len | p50 ms | p90 ms | p99 ms | seq/s |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
-    rows = result["runs"] + (result["torch_fp32"] or []) + [
+    rows = result["runs"] + (result["torch_fp32"] or []) + (result.get("torch_cuda") or []) + [
         {**r, "precision": r["precision"] + " (bare run)"} for r in (result["bare_session"] or [])]
     for r in rows:
         flag = "" if r.get("stable", True) else " (unstable)"
@@ -345,7 +368,7 @@ def plot(result: dict, path: str | os.PathLike) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise UsageError("--plot needs matplotlib (pip install 'rfm[train]')") from None
-    rows = result["runs"] + (result["torch_fp32"] or [])
+    rows = result["runs"] + (result["torch_fp32"] or []) + (result.get("torch_cuda") or [])
     batches = sorted({r["batch"] for r in rows})
     fig, axes = plt.subplots(1, len(batches), figsize=(4 * len(batches), 3.8), squeeze=False, sharey=False)
     kinds = sorted({f"{r['device']} {r['precision']}" for r in rows})

@@ -127,8 +127,9 @@ class ServeOptions:
                         "and delete every user's data. For tests and sandboxes.", flag=True)
     token_file: str | None = opt(None, "Where the bearer token lives (created on first start, owner-only). "
                                  "Default: serve-token in the user data dir ($RFM_HOME).", path="file")
-    coalesce: str = opt("auto", "Merge concurrent requests into one onnxruntime call. auto: on a GPU only, where "
-                        "it raises throughput under load; on a CPU it gains nothing (benchmarks/results/serve.md).",
+    coalesce: str = opt("auto", "Merge concurrent requests into one onnxruntime call. auto: off; measured to gain "
+                        "nothing on a CPU and to lose throughput on an H100, where the tokeniser, not the GPU, is "
+                        "the bottleneck (benchmarks/results/serve.md, gpu_latency.md).",
                         ("auto", "on", "off"))
     timeout: float = opt(30.0, "Seconds a request may take before its caller gets 504 timeout.", min=0.1)
 
@@ -176,7 +177,8 @@ class BenchOptions:
     repeats: int = opt(10, "Timed calls per cell (min).", min=1)
     warmup: int = opt(2, "Untimed calls per cell first.", min=0)
     min_time: float = opt(0.3, "Seconds per cell at least.")
-    compare: str = opt("none", "torch: also time PyTorch eager fp32 of the source run dir (needs the [train] "
-                       "extra).", ("none", "torch"))
+    compare: str = opt("none", "torch: also time the source run dir in PyTorch eager (fp32 on the CPU, fp16 on "
+                       "CUDA), model only and end to end with its own tokenizer (needs the [train] extra).",
+                       ("none", "torch"))
     run_dir: str | None = opt(None, "Run dir for --compare torch (default: the one the artifact was exported from).",
                               path="dir", name="run")

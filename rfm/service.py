@@ -270,13 +270,14 @@ def serve(artifact: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765
           token_path: Path | None = None, announce: Callable[[str], None] = print, coalesce: str = "auto",
           timeout: float = REQUEST_TIMEOUT_S) -> None:
     """Load the artifact once and serve it until interrupted. `coalesce`: merge concurrent requests' batches
-    into one session call, auto = on CUDA only (on a CPU it gains nothing: benchmarks/results/serve.md)."""
+    into one session call; auto = off, since it was measured to gain nothing on a CPU and to lose
+    throughput on an H100 (benchmarks/results/serve.md, gpu_latency.md)."""
     import uvicorn
 
     if coalesce not in ("auto", "on", "off"):
         raise UsageError(f"must be auto, on or off, got {coalesce!r}", param="coalesce")
     model = RewardModel.load(artifact, device=device, precision=precision, threads=threads, store=store)
-    if coalesce == "on" or (coalesce == "auto" and model.extractor.device == "cuda"):
+    if coalesce == "on":
         model.extractor.coalesce()
     token = load_or_create_token(token_path or token_file()) if auth else None
     mode = f"{model.extractor.device}, {model.extractor.precision}" + (", coalescing" if model.extractor.coalescing else "")

@@ -1,11 +1,13 @@
 """Coalescing: padded batches from concurrent callers merged into one onnxruntime call.
 
 A service answering several apps at once hands the session many small batches (a rerank is 8 x 256).
-On a GPU one call on 32 rows costs little more than one on 8 (H100, fp16: 1.24 ms vs 0.84 ms), so
-merging what waits together multiplies throughput; on a CPU a call's cost grows with its rows and
-merging gains nothing (measured in benchmarks/results/serve.md), which is why the service turns it
-on for CUDA only by default. No time window is added: a lone caller runs at once, and batches merge
-only when they queue behind a running call.
+On a GPU one call on 32 rows costs little more than one on 8 (H100, fp16: 1.51 ms vs 0.89 ms), which
+made merging look like a throughput win; measured, it is not: on one H100 the tokeniser on the CPU is
+the bottleneck, and concurrent session calls already overlap, so 16 threads reranking through one
+model managed 648 reranks/s without merging and 482 with it (benchmarks/results/gpu_latency.md); on a
+CPU a call's cost grows with its rows and merging gains nothing (benchmarks/results/serve.md). So it
+is off unless asked for. No time window is added: a lone caller runs at once, and batches merge only
+when they queue behind a running call.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ def test_bench_json_has_every_field(tiny_artifact, tiny_run, tmp_path):
     assert len(obj["runs"]) == 4 and all(set(r) >= ROW_KEYS for r in obj["runs"])
     assert all(set(r) >= ROW_KEYS for r in obj["bare_session"])
     assert obj["torch_fp32"] and all(set(r) >= ROW_KEYS for r in obj["torch_fp32"])
+    # PyTorch model only and end to end (its own tokenizer), once per batch x length, on the CPU only here
+    assert sorted(r["precision"] for r in obj["torch_fp32"]) == ["torch-fp32"] * 2 + ["torch-fp32 e2e"] * 2
+    assert obj["torch_cuda"] is None
     assert [a["m"] for a in obj["adapt"]] == [10, 50, 200]
     assert all({"d", "m", "fit_ms", "sklearn_ms"} <= set(a) for a in obj["adapt"])
     assert obj["cold_start_s"] > 0 and obj["peak_rss_mb"] > 0
