@@ -15,10 +15,10 @@ rm -rf /tmp/rs && mkdir -p /tmp/rs/benchmarks && cp -r rfm /tmp/rs/ && cp benchm
 for d in train export runtime adapt; do cp -r $d /tmp/rs/rfm/$d; done
 NV=$(python3 -c "import glob, os, sys; print(':'.join(sorted({os.path.dirname(p) for p in glob.glob(os.path.join(sys.prefix, 'lib/python3*/site-packages/nvidia/**/*.so*'), recursive=True)})))")
 if ls /tmp/g/extra/wheels/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/g/wheels /tmp/g/extra/wheels/*.whl || exit 1
+  python3 -m pip install -q --upgrade --no-index --no-deps --no-compile --no-cache-dir --target /tmp/g/wheels /tmp/g/extra/wheels/*.whl || exit 1
 fi
 export LD_LIBRARY_PATH=$NV PYTHONPATH=/tmp/g/site:/tmp/g/wheels:/tmp/rs PYTHONUNBUFFERED=1 RFM_QUIET=1 HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import onnxruntime as o, tokenizers, numpy; print('onnxruntime', o.__version__, o.get_available_providers(), 'tokenizers', tokenizers.__version__, 'numpy', numpy.__version__)"
-if [[ $# -gt 0 ]]; then "$@"; exit; fi
+if [[ $# -gt 0 ]]; then cd /tmp && "$@"; exit; fi  # from /tmp: the checkout's rfm/ lacks rfm.train etc.
 timeout 400 python3 /tmp/rs/benchmarks/gpu_latency.py --artifact /tmp/g/art --ref /tmp/g/art/gpuref.npz --out "$OUT" 2>&1 | tee "$OUT/gpu_latency.log"
