@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from personalization import train_and_export  # noqa: E402
 from rfm.runtime import FeatureExtractor, load_artifact  # noqa: E402
-from rfm.runtime.tokenize import PairTokenizer  # noqa: E402
+from rfm.runtime.tokenize import load_tokenizer_file  # noqa: E402
 
 from rfm.data.convert import ConvertReport, convert  # noqa: E402
 from rfm.data.jsonl import load_pairs, write_pairs  # noqa: E402
@@ -63,9 +63,10 @@ def accuracy(art: Path, pairs: list) -> tuple[float, np.ndarray]:
 
 
 def prompt_facts(pairs: list, budgets: list[int]) -> dict:
-    tok = PairTokenizer.from_file("minilm", 256)
-    lengths = np.array([len(e.ids) for e in tok._halves.encode_batch([p.prompt for p in pairs],
-                                                                     add_special_tokens=False)])
+    tok = load_tokenizer_file("minilm")
+    tok.no_padding()
+    tok.no_truncation()
+    lengths = np.array([len(e.ids) for e in tok.encode_batch([p.prompt for p in pairs], add_special_tokens=False)])
     turns = np.array([p.prompt.count("Human:") for p in pairs])
     return {"prompt_tokens_median": int(np.median(lengths)), "multi_turn_share": round(float(np.mean(turns > 1)), 3),
             **{f"longer_than_{b}_share": round(float(np.mean(lengths > b)), 3) for b in budgets}}

@@ -327,6 +327,11 @@ def run_bench(artifact_dir: str | os.PathLike, devices: Sequence[str], precision
     return result
 
 
+def timed_rows(result: dict) -> list[dict]:
+    """rfm's grid rows and PyTorch's (CPU, then CUDA), as the table and the plot show them."""
+    return result["runs"] + (result["torch_fp32"] or []) + (result.get("torch_cuda") or [])
+
+
 def markdown_table(result: dict) -> str:
     """The readable table `rfm bench` prints."""
     m = result["machine"]
@@ -334,7 +339,7 @@ def markdown_table(result: dict) -> str:
              f"onnxruntime {m['onnxruntime']}, threads: {result['threads'] or 'default'}", "",
              "| device | precision | batch | seq_len | p50 ms | p90 ms | p99 ms | seq/s |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
-    rows = result["runs"] + (result["torch_fp32"] or []) + (result.get("torch_cuda") or []) + [
+    rows = timed_rows(result) + [
         {**r, "precision": r["precision"] + " (bare run)"} for r in (result["bare_session"] or [])]
     for r in rows:
         flag = "" if r.get("stable", True) else " (unstable)"
@@ -368,7 +373,7 @@ def plot(result: dict, path: str | os.PathLike) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise UsageError("--plot needs matplotlib (pip install 'rfm[train]')") from None
-    rows = result["runs"] + (result["torch_fp32"] or []) + (result.get("torch_cuda") or [])
+    rows = timed_rows(result)
     batches = sorted({r["batch"] for r in rows})
     fig, axes = plt.subplots(1, len(batches), figsize=(4 * len(batches), 3.8), squeeze=False, sharey=False)
     kinds = sorted({f"{r['device']} {r['precision']}" for r in rows})
