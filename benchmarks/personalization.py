@@ -168,7 +168,7 @@ def evaluate_artifact(art: Path, split: Path, precision: str, seed: int, shots, 
     seen_users = group_by_user(seen_pairs, featurise_pairs(extractor, seen_pairs))
     adapter = user_adapter(artifact)
     result = {"precision": precision, "seen": evaluate_seen(seen_users, artifact),
-              "new_responses": evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=True),
+              "new_responses": evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=True, by_user=True),
               "shared_responses": evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=False)}
     if raters is not None and pool is not None:
         by_user: dict[str, list] = {}
@@ -221,7 +221,7 @@ def ceiling_rows(split: Path, raters: SyntheticRaters, shots, seed: int) -> dict
         correct = [float(np.mean(data.deltas @ raters.weights[u] > 0)) for u, data in seen.items()]
         rows[name] = [{"seed": seed, "precision": "exact", "best_epoch": "-", "prior_width": None,
                        "seen": {"accuracy": float(np.mean(correct))},
-                       "new_responses": evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=True),
+                       "new_responses": evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=True, by_user=True),
                        "shared_responses": evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=False)}]
     return rows
 

@@ -30,6 +30,47 @@ DESCRIPTION = (
     "missed a validation bound, so the fp32 graph was evaluated.")
 
 
+def paired_differences(rows: list[dict], baseline: list[dict], n_boot: int = 2000) -> dict[str, dict] | None:
+    """A method minus the baseline, per shot count, paired over the same users (new responses): each user's
+    accuracy averaged over the training seeds, the difference averaged over users, with a bootstrap 95% CI
+    over users. None when the rows carry no per-user accuracies (older results)."""
+    shots = rows[0]["new_responses"]["shots"]
+    if any("by_user" not in r["new_responses"]["shots"][m] for r in rows + baseline for m in shots):
+        return None
+
+    def per_user(runs: list[dict], m: str) -> dict[str, float]:
+        users = set.intersection(*(set(r["new_responses"]["shots"][m]["by_user"]) for r in runs))
+        return {u: float(np.mean([r["new_responses"]["shots"][m]["by_user"][u] for r in runs])) for u in users}
+
+    out = {}
+    for m in shots:
+        a, b = per_user(rows, m), per_user(baseline, m)
+        diffs = np.array([a[u] - b[u] for u in sorted(set(a) & set(b))])
+        boots = np.random.default_rng(0).choice(diffs, size=(n_boot, len(diffs))).mean(axis=1)
+        out[m] = {"diff": float(diffs.mean()), "ci95": [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))],
+                  "users": len(diffs)}
+    return out
+
+
+def _paired_lines(entry: dict) -> list[str]:
+    baseline = entry["methods"].get("one-size")
+    if not baseline:
+        return []
+    lines = []
+    for name, rows in entry["methods"].items():
+        if name == "one-size" or rows[0].get("precision") == "exact":
+            continue
+        diffs = paired_differences(rows, baseline)
+        if diffs:
+            lines.append(f"- {name} minus one-size: " + "; ".join(
+                f"m={m} {100 * d['diff']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]"
+                for m, d in diffs.items()))
+    if not lines:
+        return []
+    return ["Paired over the same users (new responses, points; each user's accuracy averaged over the training "
+            "seeds, 95% bootstrap CI over users):", "", *lines, ""]
+
+
 def _table(entry: dict, key: str) -> list[str]:
     shots = [str(m) for m in entry["shots"]]
     lines = ["| method | best epoch | prior width | seen acc | " + " | ".join(f"m={m}" for m in shots) + " |",
@@ -64,7 +105,8 @@ def personalization_report(path: Path, out: Path) -> None:
                   f"({first['excluded_users']} left out: too few pairs for the largest m with a new-response "
                   "test pair).", "", "New responses (headline):", ""]
         lines += _table(entry, "new_responses")
-        lines += ["", "Shared responses (may re-use judged responses; beside the headline, not instead of it):", ""]
+        lines += ["", *_paired_lines(entry)]
+        lines += ["Shared responses (may re-use judged responses; beside the headline, not instead of it):", ""]
         lines += _table(entry, "shared_responses")
         lines.append("")
         curves = []

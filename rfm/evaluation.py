@@ -115,11 +115,13 @@ PROTOCOLS = {True: "new-responses", False: "shared-responses"}
 
 
 def evaluate_heldout(users: dict[str, UserPairs], adapter: UserAdapter, shots: Sequence[int], repeats: int,
-                     seed: int, disjoint: bool = True, min_test: int = 1, same_users: bool = True) -> dict:
+                     seed: int, disjoint: bool = True, min_test: int = 1, same_users: bool = True,
+                     by_user: bool = False) -> dict:
     """Held-out accuracy at each shot count: per user (mean over repeats), then over users.
 
     `disjoint`: test pairs share no response with the adaptation pairs (the headline protocol).
     `same_users`: every column covers the same users, those with a usable split at every m.
+    `by_user`: each column also lists every user's accuracy (for paired comparisons between models).
     """
     per_user: dict[str, dict[str, float]] = {str(m): {} for m in shots}
     for m in shots:
@@ -147,6 +149,8 @@ def evaluate_heldout(users: dict[str, UserPairs], adapter: UserAdapter, shots: S
             "users": len(values),
             "skipped_users": len(users) - len(values),
         }
+        if by_user:
+            result["shots"][str(m)]["by_user"] = {u: row[u] for u in sorted(common if same_users else row)}
     return result
 
 

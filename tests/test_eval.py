@@ -119,3 +119,30 @@ def test_cli_reports_new_responses_first_and_shared_beside(tiny_artifact, scenar
     obj = json.loads(result.stdout)
     assert obj["heldout"]["protocol"] == "new-responses" and obj["heldout_shared_responses"]["users"] == 2
     assert obj["adapter"] == "map, prior none" and "margin_variance" in obj["prior_width"]
+
+
+def test_per_user_accuracies_pair_two_models(tiny_artifact, scenario2, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from rfm.runtime import FeatureExtractor
+
+    from rfm.evaluation import evaluate_heldout, featurise_pairs, group_by_user, user_adapter
+
+    art = load_artifact(tiny_artifact)
+    pairs = load_pairs(heldout_file(tmp_path, scenario2))
+    users = group_by_user(pairs, featurise_pairs(FeatureExtractor(art, precision="fp32"), pairs))
+    result = evaluate_heldout(users, user_adapter(art), (0, 5), repeats=2, seed=1, by_user=True)
+    for row in result["shots"].values():
+        assert len(row["by_user"]) == row["users"] == 2
+        assert abs(np.mean(list(row["by_user"].values())) - row["accuracy"]) < 1e-12
+    spec = importlib.util.spec_from_file_location("report", Path(__file__).parents[1] / "benchmarks" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    run = {"new_responses": result}
+    same = report.paired_differences([run], [run])
+    assert same["5"]["diff"] == 0 and same["5"]["ci95"] == [0, 0] and same["5"]["users"] == 2
+    worse = {"new_responses": {"shots": {m: {**row, "by_user": {u: a - 0.1 for u, a in row["by_user"].items()}}
+                                          for m, row in result["shots"].items()}}}
+    assert abs(report.paired_differences([worse], [run])["0"]["diff"] + 0.1) < 1e-12
+    assert report.paired_differences([{"new_responses": {"shots": {"0": {"accuracy": 0.5}}}}], [run]) is None
