@@ -176,9 +176,35 @@ def test_many_raters_keep_judges_out_of_training():
     judge = judging(data, TrainConfig(judge_frac=0.1))
     assert judge.judges.sum() == 8  # 10% of 50 raters, at least 8
     assert not (judge.val & judge.excluded).any() and judge.tasks_rows.sum() == judge.excluded.sum() == 80
-    assert judging(data, TrainConfig()).judges.sum() == 0  # off by default
+    assert judging(data, TrainConfig()).judges.sum() == 8  # on by default (15% of 50, at least 8)
+    assert judging(data, TrainConfig(judge_frac=0)).judges.sum() == 0
     few = index_pairs([p for p in pairs if int(p.user_id[1:]) < 30], TrainConfig())
     assert judging(few, TrainConfig(judge_frac=0.1)).judges.sum() == 0  # too few raters: validation pairs judge
+
+
+def test_judges_are_saved_adapted_from_all_their_pairs(tiny_backbone, tmp_path):
+    from rfm.adapt import MAPLogisticRegression, fit_choices
+    from rfm.train.run import _with_judges
+
+    rng = np.random.default_rng(0)
+    trained = rng.normal(size=(3, 4))
+    judges = np.array([False, True, False, False, True])
+    delta = rng.normal(size=(40, 4))
+    user = np.arange(40) % 5
+    prior = {"mean": np.zeros(4), "cov": np.eye(4)}
+    weights = _with_judges(trained, judges, delta, user, prior)
+    assert np.array_equal(weights[~judges], trained)
+    for row in (1, 4):
+        expected = fit_choices(MAPLogisticRegression(prior["mean"], prior["cov"]), delta[user == row])
+        assert np.allclose(weights[row], expected)
+    # end to end: 40 raters, so 8 judge; every rater (judges too) has a weight row in the run dir
+    pairs = [Pair("p", f"good {i % 7}", f"bad {i % 5}", f"u{i % 40}") for i in range(240)]
+    write_pairs(tmp_path / "many.jsonl", pairs)
+    summary = train_tiny(tiny_backbone, tmp_path / "many.jsonl", tmp_path / "run", epochs=2, max_length=32)
+    ids, saved = load_raters(tmp_path / "run")
+    assert len(summary["judge_raters"]) == 8 and set(summary["judge_raters"]) <= set(ids)
+    assert sorted(ids) == sorted(f"u{i}" for i in range(40)) and np.isfinite(saved).all()
+    assert summary["prior_width"]["judges"] == "held-out raters"
 
 
 def test_warm_start_never_fits_the_validation_pairs_that_judge_it(monkeypatch):

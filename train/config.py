@@ -61,9 +61,10 @@ class TrainConfig:
     standardize: bool = opt(False, "Standardise the pooled vector before the head (off: it overfits the "
                              "2,689-d layers vector on TL;DR).", cli=False)
     val_frac: float = opt(0.15, "Share of each rater's pairs used for validation and early stopping.")
-    judge_frac: float = opt(0.0, "With 40 or more raters: share of raters (at least 8) kept out of training to judge "
-                             "the epochs and the prior as new people, and allowed to shrink the prior (0, the "
-                             "default: the training raters' validation pairs judge).")
+    judge_frac: float = opt(0.15, "With 40 or more raters: share of raters (at least 8) kept out of training to "
+                             "judge the epochs and the prior as new people (then adapted from all their pairs and "
+                             "saved like the others); only they may shrink the prior. 0, or fewer raters: the "
+                             "training raters' validation pairs judge.")
     patience: int = opt(6, "Epochs without a better score before stopping.")
     min_epochs: int = opt(10, "Never stop early before this epoch.")
     max_time: float = opt(0.0, "Stop training after this many seconds, keeping the best epoch so far (0: no limit).")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rfm.adapt import MAPLogisticRegression
+from rfm.adapt import MAPLogisticRegression, fit_choices
 from rfm.runtime.tokenize import TRUNCATION_STRATEGY, PairTokenizer
 from rfm.train.backbone import hub_offline, load_backbone, resolve_backbone, weights_fingerprint
 from rfm.train.config import Kind
@@ -136,8 +136,8 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
         model.eval()
         model.save_pretrained(staging, safe_serialization=True)
         hf_tokenizer.save_pretrained(staging)
-        judges = judging(data, cfg).judges  # all False unless --judge-frac: then their rows are not saved
-        save_raters(staging, [u for u, judge in zip(data.user_ids, judges, strict=True) if not judge], weights, prior)
+        judges = judging(data, cfg).judges  # their rows were adapted, not trained (see _with_judges)
+        save_raters(staging, list(data.user_ids), weights, prior)
         summary["judge_raters"] = [u for u, judge in zip(data.user_ids, judges, strict=True) if judge]
         summary["train_s"] = round(time.perf_counter() - started, 3)
         with atomic_open(staging / SUMMARY_FILE) as handle:
@@ -198,7 +198,21 @@ def _finish(result, cfg: TrainConfig, data: PairData, phi: np.ndarray) -> tuple[
                                shrink=SHRINK_FACTORS if judge.judges.any() else ())
     width["judges"] = "held-out raters" if judge.judges.any() else "training raters' validation pairs"
     prior["cov"] = width["cov_scale"] * prior["cov"] + width["tau"] * np.eye(len(prior["mean"]))
-    return weights, prior, width
+    return _with_judges(weights, judge.judges, delta, data.user, prior), prior, width
+
+
+def _with_judges(trained: np.ndarray, judges: np.ndarray, delta: np.ndarray, user: np.ndarray,
+                 prior: dict) -> np.ndarray:
+    """One weight row per rater: the trained rows, and each judge adapted like a new person (MAP under the
+    final prior) from all of their pairs, so that judging costs them nothing once the run is saved."""
+    if not judges.any():
+        return trained
+    weights = np.empty((len(judges), trained.shape[1]))
+    weights[~judges] = trained
+    adapter = MAPLogisticRegression(prior["mean"], prior["cov"])
+    for row in np.flatnonzero(judges):
+        weights[row] = fit_choices(adapter, delta[user == row])
+    return weights
 
 
 def _fit_linear_probe(emb: np.ndarray, data: PairData, cfg: TrainConfig) -> tuple[np.ndarray, dict, dict]:

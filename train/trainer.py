@@ -100,10 +100,10 @@ class Judging:
 
 
 def judging(data: PairData, cfg: TrainConfig) -> Judging:
-    """With `--judge-frac` (off by default), keep that share of the raters (>= 8) out of training when there
-    are MIN_RATERS_FOR_JUDGES or more: a rater the features were fitted to is adapted too easily (features can memorise their
-    items), so raters training never saw judge what a new person will get. Fewer raters: the
-    training raters' own validation pairs judge."""
+    """Keep `--judge-frac` of the raters (>= 8) out of training when there are MIN_RATERS_FOR_JUDGES or more: a
+    rater the features were fitted to is adapted too easily (features can memorise their items), so raters
+    training never saw judge what a new person will get. Fewer raters (or --judge-frac 0): the training
+    raters' own validation pairs judge."""
     n = len(data.user_ids)
     judges = np.zeros(n, dtype=bool)
     if cfg.kind == "rfm" and cfg.judge_frac > 0 and n >= MIN_RATERS_FOR_JUDGES:
