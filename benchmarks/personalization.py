@@ -250,6 +250,7 @@ def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: l
 
             row = cached_json(folder / "result.json", [art / "rfm.json", split / "heldout.jsonl", list(shots)], measure)
             row["seconds"] = round(time.perf_counter() - t0, 1)
+            row["prior_cov_scale"] = (summary.get("prior_width") or {}).get("cov_scale")
             per_seed.append(row)
             print(f"[{time.perf_counter() - started:6.0f}s] {dataset} {name} seed {seed}: new responses "
                   + " ".join(f"m={m}:{row['new_responses']['shots'][str(m)]['accuracy']:.3f}" for m in shots)

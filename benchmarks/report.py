@@ -79,7 +79,9 @@ def _table(entry: dict, key: str) -> list[str]:
         acc = _mean_shots(rows, key)
         cells = " | ".join(f"{acc[m][0]:.3f}" + (f" ± {acc[m][1]:.3f}" if acc[m][1] else "") for m in shots)
         epochs = ",".join(str(r["best_epoch"]) for r in rows)
-        widths = ",".join("-" if r.get("prior_width") is None else f"{r['prior_width']:g}" for r in rows)
+        widths = ",".join("-" if r.get("prior_width") is None else f"{r['prior_width']:g}"
+                          + (f" (cov x{r['prior_cov_scale']:g})" if r.get("prior_cov_scale", 1.0) not in (1.0, None) else "")
+                          for r in rows)
         seen = np.mean([r["seen"]["accuracy"] for r in rows])
         precision = "" if all(r["precision"] in ("int8", "exact") for r in rows) else " (fp32)"
         lines.append(f"| {name}{precision} | {epochs} | {widths} | {seen:.3f} | {cells} |")
