@@ -204,7 +204,7 @@ def _finish(result, cfg: TrainConfig, data: PairData, phi: np.ndarray) -> tuple[
 def _with_judges(trained: np.ndarray, judges: np.ndarray, delta: np.ndarray, user: np.ndarray,
                  prior: dict) -> np.ndarray:
     """One weight row per rater: the trained rows, and each judge adapted like a new person (MAP under the
-    final prior) from all of their pairs, so that judging costs them nothing once the run is saved."""
+    final prior) from all of their pairs, so every rater of the data keeps a weight row in the run."""
     if not judges.any():
         return trained
     weights = np.empty((len(judges), trained.shape[1]))
