@@ -26,9 +26,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from rerank_latency import timed  # noqa: E402
-from rfm.runtime import load_artifact  # noqa: E402
+from rfm.runtime import FeatureExtractor, load_artifact  # noqa: E402
 from rfm.runtime.session import make_session  # noqa: E402
-from rfm.runtime.tokenize import PairTokenizer  # noqa: E402
 
 from rfm.bench import machine, texts_of_length  # noqa: E402
 from rfm.data.jsonl import load_pairs  # noqa: E402
@@ -68,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     artifact = load_artifact(args.artifact)
     root = Path(args.artifact)
-    tok = PairTokenizer.from_file(root / "tokenizer.json", artifact.manifest.max_length)
+    tok = FeatureExtractor(artifact, device="cpu", precision="fp32").tokenizer  # the artifact's own encoding
 
     def feeds(prompts, responses, names) -> dict:
         batch = tok(prompts, responses)
