@@ -34,6 +34,8 @@ def paired_differences(rows: list[dict], baseline: list[dict], n_boot: int = 200
     """A method minus the baseline, per shot count, paired over the same users (new responses): each user's
     accuracy averaged over the training seeds, the difference averaged over users, with a bootstrap 95% CI
     over users. None when the rows carry no per-user accuracies (older results)."""
+    from rfm.evaluation import paired_difference
+
     shots = rows[0]["new_responses"]["shots"]
     if any("by_user" not in r["new_responses"]["shots"][m] for r in rows + baseline for m in shots):
         return None
@@ -42,14 +44,7 @@ def paired_differences(rows: list[dict], baseline: list[dict], n_boot: int = 200
         users = set.intersection(*(set(r["new_responses"]["shots"][m]["by_user"]) for r in runs))
         return {u: float(np.mean([r["new_responses"]["shots"][m]["by_user"][u] for r in runs])) for u in users}
 
-    out = {}
-    for m in shots:
-        a, b = per_user(rows, m), per_user(baseline, m)
-        diffs = np.array([a[u] - b[u] for u in sorted(set(a) & set(b))])
-        boots = np.random.default_rng(0).choice(diffs, size=(n_boot, len(diffs))).mean(axis=1)
-        out[m] = {"diff": float(diffs.mean()), "ci95": [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))],
-                  "users": len(diffs)}
-    return out
+    return {m: paired_difference(per_user(rows, m), per_user(baseline, m), n_boot=n_boot) for m in shots}
 
 
 def _paired_lines(entry: dict) -> list[str]:

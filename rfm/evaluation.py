@@ -173,14 +173,40 @@ def evaluate_seen(users: dict[str, UserPairs], artifact: Artifact) -> dict:
             "pairs": total, "unknown_users": len(users) - len(known)}
 
 
+def paired_difference(a: dict[str, float], b: dict[str, float], seed: int = 0, n_boot: int = 2000) -> dict:
+    """Mean of a[user] - b[user] over the users both hold, with a bootstrap 95% CI over those users."""
+    users = sorted(set(a) & set(b))
+    if not users:
+        return {"diff": float("nan"), "ci95": [float("nan"), float("nan")], "users": 0}
+    diffs = np.array([a[u] - b[u] for u in users])
+    boots = np.random.default_rng(seed).choice(diffs, size=(n_boot, len(diffs))).mean(axis=1)
+    return {"diff": float(diffs.mean()), "ci95": [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))],
+            "users": len(users)}
+
+
+def _versus(other_dir: str | os.PathLike, pairs: Sequence[Pair], mine: dict, shots: Sequence[int], repeats: int,
+            seed: int, prior: str, C: float, prior_scale: float, precision: str, device: str,
+            threads: int | None) -> dict:
+    """Another artifact on the same users and draws: this one minus it per m, paired over users (new responses)."""
+    other = load_artifact(other_dir)
+    extractor = FeatureExtractor(other, device=device, precision=precision, threads=threads)
+    users = group_by_user(pairs, featurise_pairs(extractor, pairs))
+    theirs = evaluate_heldout(users, user_adapter(other, prior, C, prior_scale), shots, repeats, seed, by_user=True)
+    return {"artifact": str(other_dir), "kind": other.manifest.kind, "precision": extractor.precision,
+            "shots": {m: paired_difference(row.pop("by_user"), theirs["shots"][m]["by_user"], seed)
+                      for m, row in mine["shots"].items()}}
+
+
 def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Sequence[int] = (0, 5, 10, 20, 50),
              repeats: int = 5, seed: int = 0, prior: str = "population", precision: str = "auto", device: str = "auto",
              threads: int | None = None, seen: bool = False, C: float = 1.0, prior_scale: float = 1.0,
-             progress: bool = False) -> dict:
+             progress: bool = False, versus: str | os.PathLike | None = None) -> dict:
     """The full `rfm eval` result object (docs/DESIGN.md §3.5).
 
     `heldout` is the headline protocol (new responses, same users at every m);
-    `heldout_shared_responses` the same users and draws with test pairs that may re-use judged responses.
+    `heldout_shared_responses` the same users and draws with test pairs that may re-use judged responses;
+    `versus` (with another artifact, e.g. the one-size model): this artifact minus that one per m, paired
+    over the same users and draws, with a bootstrap 95% CI.
     """
     if any(m < 0 for m in shots):
         raise UsageError("must be >= 0", param="shots")
@@ -197,6 +223,8 @@ def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Se
               else "none (non-adaptive model)", "kind":
               artifact.manifest.kind, "data": str(data), "seed": seed, "repeats": repeats,
               "prior_width": (artifact.manifest.training or {}).get("prior_width")}
+    if seen and versus:
+        raise UsageError("compares held-out users; drop it with --seen", param="versus")
     if seen:
         result["heldout"] = {"users": 0, "shots": {}}
         result["heldout_shared_responses"] = None
@@ -208,8 +236,11 @@ def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Se
             raise UsageError(f"{data}: every user is a training rater of this artifact; pass --seen for the "
                              "seen-user test split, or use held-out users")
         adapter = user_adapter(artifact, prior, C, prior_scale)
-        result["heldout"] = evaluate_heldout(users, adapter, shots, repeats, seed, disjoint=True)
+        result["heldout"] = evaluate_heldout(users, adapter, shots, repeats, seed, disjoint=True, by_user=bool(versus))
         result["heldout"]["training_raters_in_data"] = len(overlap)
         result["heldout_shared_responses"] = evaluate_heldout(users, adapter, shots, repeats, seed, disjoint=False)
         result["seen"] = None
+        if versus:
+            result["versus"] = _versus(versus, pairs, result["heldout"], shots, repeats, seed, prior, C, prior_scale,
+                                       precision, device, threads)
     return result

@@ -145,6 +145,8 @@ class EvalOptions:
                      "(empirical Bayes) or plain L2 towards zero (the paper's).", Prior)
     C: float = opt(1.0, "Inverse L2 strength for --prior none.", name="C")
     seen: bool = opt(False, "DATA is the seen-user test split: use each rater's trained weights.", flag=True)
+    versus: str | None = opt(None, "Another artifact (e.g. the one-size model) scored on the same users and "
+                             "draws: this one minus it at each m, paired over users, with a 95% CI.")
 
 
 @dataclass

@@ -146,3 +146,24 @@ def test_per_user_accuracies_pair_two_models(tiny_artifact, scenario2, tmp_path)
                                           for m, row in result["shots"].items()}}}
     assert abs(report.paired_differences([worse], [run])["0"]["diff"] + 0.1) < 1e-12
     assert report.paired_differences([{"new_responses": {"shots": {"0": {"accuracy": 0.5}}}}], [run]) is None
+
+
+def test_versus_pairs_two_artifacts_on_the_same_users_and_draws(tiny_artifact, scenario2, tmp_path):
+    from rfm.evaluation import paired_difference
+
+    data = heldout_file(tmp_path, scenario2, tiny_user=False)
+    result = evaluate(tiny_artifact, data, shots=(0, 5), repeats=2, precision="fp32", versus=tiny_artifact)
+    for m, row in result["versus"]["shots"].items():
+        assert row["diff"] == 0 and row["ci95"] == [0, 0] and row["users"] == result["heldout"]["users"] == 2
+        assert "by_user" not in result["heldout"]["shots"][m]
+    shifted = paired_difference({"a": 0.7, "b": 0.6, "c": 0.9}, {"a": 0.6, "b": 0.6, "d": 0.1})
+    assert shifted["users"] == 2 and abs(shifted["diff"] - 0.05) < 1e-12
+    assert shifted["ci95"][0] <= 0.05 <= shifted["ci95"][1]
+    cli_result = CliRunner().invoke(cli, ["eval", str(tiny_artifact), data, "--shots", "0,5", "--repeats", "1",
+                                          "--precision", "fp32", "--versus", str(tiny_artifact)])
+    assert cli_result.exit_code == 0, cli_result.output
+    assert "paired over the same users" in cli_result.output and "+0.0 points" in cli_result.output
+    missing = CliRunner().invoke(cli, ["eval", str(tiny_artifact), data, "--versus", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "nope" in missing.stderr
+    seen = CliRunner().invoke(cli, ["eval", str(tiny_artifact), data, "--seen", "--versus", str(tiny_artifact)])
+    assert seen.exit_code == 2 and "--versus" in seen.stderr

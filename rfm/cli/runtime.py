@@ -287,8 +287,8 @@ def users_import(artifact, source, store, replace) -> None:
               help="Kept for old scripts: new-response accuracy is now always the headline.")
 @click_options(RuntimeOptions, exclude=("store",))
 @click.option("--json", "as_json", is_flag=True, help="Print all figures as one JSON object.")
-def evaluate_command(artifact, data, shots, repeats, seed, prior, adapter, C, disjoint_responses, seen, device,
-                     precision, threads, as_json) -> None:
+def evaluate_command(artifact, data, shots, repeats, seed, prior, adapter, C, disjoint_responses, seen, versus,
+                     device, precision, threads, as_json) -> None:
     """Accuracy of personalised rewards on DATA: held-out users adapted from m of their choices.
 
     The headline is accuracy on pairs whose responses the user never judged while adapting (what a
@@ -300,7 +300,7 @@ def evaluate_command(artifact, data, shots, repeats, seed, prior, adapter, C, di
 
     prior = {"map": "population", "l2": "none"}[adapter] if adapter else prior
     result = evaluate(artifact, data, int_list(shots, "--shots"), repeats, seed, prior, precision, device,
-                      threads, seen, C, progress=not as_json)
+                      threads, seen, C, progress=not as_json, versus=versus)
     if as_json:
         echo_json(result)
         return
@@ -317,6 +317,13 @@ def evaluate_command(artifact, data, shots, repeats, seed, prior, adapter, C, di
             lo, hi = row["ci95"]
             click.echo(f"{m:>5}  {row['accuracy']:13.3f}  [{lo:.3f}, {hi:.3f}]  "
                        f"{shared['shots'][m]['accuracy']:16.3f}")
+        if result.get("versus"):
+            versus = result["versus"]
+            click.echo(f"minus {versus['artifact']} ({versus['kind']}), paired over the same users, new responses:")
+            for m, row in versus["shots"].items():
+                lo, hi = row["ci95"]
+                click.echo(f"{m:>5}  {100 * row['diff']:+6.1f} points  [{100 * lo:+.1f}, {100 * hi:+.1f}]  "
+                           f"({row['users']} users)")
         width = result.get("prior_width")
         if width:
             click.echo(f"prior width: +{width['margin_variance']:g} logit^2 (chosen at training)")
