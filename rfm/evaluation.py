@@ -184,7 +184,8 @@ def paired_difference(a: dict[str, float], b: dict[str, float], seed: int = 0, n
             "users": len(users)}
 
 
-def _versus(other_dir: str | os.PathLike, pairs: Sequence[Pair], mine: dict, shots: Sequence[int], repeats: int,
+def _versus(other_dir: str | os.PathLike, pairs: Sequence[Pair], mine: dict[str, dict[str, float]],
+            shots: Sequence[int], repeats: int,
             seed: int, prior: str, C: float, prior_scale: float, precision: str, device: str,
             threads: int | None) -> dict:
     """Another artifact on the same users and draws: this one minus it per m, paired over users (new responses)."""
@@ -193,8 +194,7 @@ def _versus(other_dir: str | os.PathLike, pairs: Sequence[Pair], mine: dict, sho
     users = group_by_user(pairs, featurise_pairs(extractor, pairs))
     theirs = evaluate_heldout(users, user_adapter(other, prior, C, prior_scale), shots, repeats, seed, by_user=True)
     return {"artifact": str(other_dir), "kind": other.manifest.kind, "precision": extractor.precision,
-            "shots": {m: paired_difference(row.pop("by_user"), theirs["shots"][m]["by_user"], seed)
-                      for m, row in mine["shots"].items()}}
+            "shots": {m: paired_difference(mine[m], theirs["shots"][m]["by_user"], seed) for m in mine}}
 
 
 def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Sequence[int] = (0, 5, 10, 20, 50),
@@ -240,7 +240,8 @@ def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Se
         result["heldout"]["training_raters_in_data"] = len(overlap)
         result["heldout_shared_responses"] = evaluate_heldout(users, adapter, shots, repeats, seed, disjoint=False)
         result["seen"] = None
-        if versus:
-            result["versus"] = _versus(versus, pairs, result["heldout"], shots, repeats, seed, prior, C, prior_scale,
+        if versus:  # per-user accuracies pair the two artifacts; the JSON keeps only the differences
+            mine = {m: row.pop("by_user") for m, row in result["heldout"]["shots"].items()}
+            result["versus"] = _versus(versus, pairs, mine, shots, repeats, seed, prior, C, prior_scale,
                                        precision, device, threads)
     return result

@@ -70,6 +70,7 @@ class PairTokenizer:
         # The halves of a pair are tokenised whole, then truncated together (as a pair) in post_process.
         self._halves = Tokenizer.from_str(self._tok.to_str())
         self._halves.no_truncation()
+        self._encode_pairs, self._encode_halves = _fast(self._tok), _fast(self._halves)
         padding = tokenizer.padding
         self.pad_id = pad_id if pad_id is not None else (padding["pad_id"] if padding else 0)
         # At most this many prompt tokens per pair (its beginning), before the pair's own truncation; the
@@ -95,7 +96,7 @@ class PairTokenizer:
         """Tokenise pairs (in parallel, in Rust); no padding."""
         if self.prompt_budget is None:
             cap = self.max_chars
-            return _fast(self._tok)([(p[:cap], r[:cap]) for p, r in zip(prompts, responses, strict=True)])
+            return self._encode_pairs([(p[:cap], r[:cap]) for p, r in zip(prompts, responses, strict=True)])
         return self._pairs(self._heads(prompts), responses)
 
     def encode_candidates(self, prompt: str, responses: Sequence[str]) -> list[Encoding]:
@@ -105,16 +106,16 @@ class PairTokenizer:
 
     def _pairs(self, heads: Sequence[Encoding], responses: Sequence[str]) -> list[Encoding]:
         """Each prompt encoding joined with its response's: truncated as a pair, special tokens added."""
-        tails = _fast(self._halves)([r[: self.max_chars] for r in responses], add_special_tokens=False)
+        tails = self._encode_halves([r[: self.max_chars] for r in responses], add_special_tokens=False)
         return [self._tok.post_process(h, t, add_special_tokens=True) for h, t in zip(heads, tails, strict=True)]
 
     def _heads(self, prompts: Sequence[str]) -> list[Encoding]:
         """Prompts tokenised without special tokens, cut to the prompt budget if there is one."""
         if self.prompt_budget is None:
-            return _fast(self._halves)([p[: self.max_chars] for p in prompts], add_special_tokens=False)
+            return self._encode_halves([p[: self.max_chars] for p in prompts], add_special_tokens=False)
         # CHARS_PER_TOKEN characters per budgeted token still leave every ordinary prompt its budget
         cap = min(self.max_chars, CHARS_PER_TOKEN * self.prompt_budget)
-        heads = _fast(self._halves)([p[:cap] for p in prompts], add_special_tokens=False)
+        heads = self._encode_halves([p[:cap] for p in prompts], add_special_tokens=False)
         for head in heads:
             if len(head.ids) > self.prompt_budget:
                 head.truncate(self.prompt_budget)
