@@ -1,6 +1,7 @@
 """The CPU rows of the runtime-speed targets, side by side in one run (issue 14):
 
-- tokenise + pad 32 x 256;
+- tokenise + pad 32 x 256 (rfm's chunk cache vs the tokenizers library alone), on the synthetic texts
+  and on real TL;DR posts the tokeniser has not seen (after other posts, and from a cold cache);
 - rerank of 8 candidates x 256 tokens (int8, --threads), with the prompt tokenised once vs per candidate,
   and (--budget-artifact) by a model trained with a prompt token budget on the same texts;
 - the wrapper over a bare `session.run` (int8, 8 x 128);
@@ -28,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rfm.runtime import FeatureExtractor, RewardModel, load_artifact  # noqa: E402
+from rfm.runtime import FeatureExtractor, PairTokenizer, RewardModel, load_artifact  # noqa: E402
 
 from rfm.bench import machine, texts_of_length  # noqa: E402
 
@@ -45,6 +46,61 @@ def timed(call, repeats: int, warmup: int = 3) -> dict:
     return {"p50_ms": round(float(np.median(ms)), 3), "p90_ms": round(float(np.percentile(ms, 90)), 3)}
 
 
+def timed_batches(call, batches: list, before=None) -> dict:
+    """Each call on a different batch (texts the tokeniser has not seen since `before` ran, untimed)."""
+    samples = []
+    for batch in batches:
+        if before is not None:
+            before()
+        t = time.perf_counter()
+        call(batch)
+        samples.append(time.perf_counter() - t)
+    ms = np.asarray(samples) * 1e3
+    return {"p50_ms": round(float(np.median(ms)), 3), "p90_ms": round(float(np.percentile(ms, 90)), 3),
+            "calls": len(samples)}
+
+
+def tldr_batches(data_dir: Path, size: int = 32) -> tuple[list, list]:
+    """Real (post, summary) pairs, one per distinct post, shuffled: (warm-up batches, timed batches)."""
+    posts: dict[str, str] = {}
+    for path in sorted((data_dir / "tldr").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            posts.setdefault(row["info"].get("post") or row["info"].get("article") or "", row["summaries"][0]["text"])
+    pairs = list(posts.items())
+    np.random.default_rng(0).shuffle(pairs)
+    batches = [pairs[i : i + size] for i in range(0, len(pairs) - size + 1, size)]
+    half = len(batches) // 2
+    return batches[:half], batches[half:]
+
+
+def tokenizer_rows(tok: PairTokenizer, library: PairTokenizer, data_dir: Path, repeats: int) -> dict:
+    """Tokenise + pad 32 pairs: rfm's chunk-cache path vs the tokenizers library alone, synthetic and real text."""
+    rows: dict = {}
+    prompts, responses = texts_of_length(tok, 32, 256)
+    rows["tokenize_pad_32x256"] = timed(lambda: tok(prompts, responses), repeats)
+    rows["tokenize_pad_32x256_library"] = timed(lambda: library(prompts, responses), repeats)
+    if not (data_dir / "tldr").is_dir():
+        return rows
+    warm, timed_set = tldr_batches(data_dir)
+
+    def call(use):
+        return lambda batch: use([p for p, _ in batch], [r for _, r in batch])
+
+    words = tok.fast_path
+    if words is not None:
+        words.forget()
+        for batch in warm:  # an app that has tokenised other posts before: the cache holds their chunks
+            call(tok)(batch)
+    rows["tokenize_pad_32_tldr_new_texts"] = timed_batches(call(tok), timed_set)
+    if words is not None:
+        rows["tokenize_pad_32_tldr_new_texts_cold"] = timed_batches(call(tok), timed_set, before=words.forget)
+    rows["tokenize_pad_32_tldr_new_texts_library"] = timed_batches(call(library), timed_set)
+    rows["tldr_tokens_per_pair"] = round(float(np.mean([len(e) for b in timed_set for e in
+                                                         tok.encode([p for p, _ in b], [r for _, r in b])])), 1)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifact", default=str(ROOT / "benchmarks" / "work" / "models" / "tldr" / "rfm-s0" / "artifact"))
@@ -52,6 +108,8 @@ def main() -> None:
     parser.add_argument("--budget-artifact", default=None,
                         help="An artifact trained with --prompt-budget: its rerank of the same 8 x 256 texts too.")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"),
+                        help="Holds tldr/: real posts for the tokeniser rows (skipped if absent).")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
@@ -61,8 +119,9 @@ def main() -> None:
     result: dict = {"command": "python benchmarks/rerank_latency.py", "machine": machine(), "threads": args.threads,
                     "artifact": args.artifact}
 
-    prompts, responses = texts_of_length(tok, 32, 256)
-    result["tokenize_pad_32x256"] = timed(lambda: tok(prompts, responses), args.repeats * 3)
+    library = PairTokenizer.from_file(artifact.root / "tokenizer.json", tok.max_length,
+                                      prompt_budget=tok.prompt_budget, use_fast_path=False)
+    result.update(tokenizer_rows(tok, library, Path(args.data_dir), args.repeats * 3))
 
     prompts8, responses8 = texts_of_length(tok, 8, 256)
     prompt = prompts8[0]
@@ -137,6 +196,12 @@ def main() -> None:
     lines += [f"| {k} | {v['p50_ms']:.2f} | {v['p90_ms']:.2f} |" for k, v in rows]
     wrapper = result["int8_8x128_wrapper"]["p50_ms"] / result["int8_8x128_bare_run"]["p50_ms"] - 1
     lines += ["", f"- wrapper over bare run, int8 8 x 128: {wrapper:+.1%}"]
+    if "tokenize_pad_32_tldr_new_texts" in result:
+        lines += [f"- tokenise + pad rows `_tldr_new_texts`: 32 real TL;DR (post, summary) pairs per call, "
+                  f"{result['tldr_tokens_per_pair']} tokens per pair after truncation, a different batch each call "
+                  f"({result['tokenize_pad_32_tldr_new_texts']['calls']} calls), none seen before; plain: after "
+                  f"the other half of the posts went through the tokeniser; `_cold`: its chunk cache emptied "
+                  f"(vocabulary only) before each call; `_library`: the tokenizers library alone"]
     if "torch_fp32_8x256_end_to_end" in result:
         e2e = result["torch_fp32_8x256_end_to_end"]["p50_ms"] / result["int8_8x256_end_to_end"]["p50_ms"]
         rr = result["torch_fp32_8x256_end_to_end"]["p50_ms"] / result["rerank_8x256"]["p50_ms"]

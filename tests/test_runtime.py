@@ -418,3 +418,76 @@ def test_pad_is_right_padding_of_each_row():
         assert batch["token_type_ids"][row].tolist() == enc.type_ids + [0] * (width - k)
         assert batch["attention_mask"][row].tolist() == [1] * k + [0] * (width - k)
     assert all(v.dtype == np.int64 and v.shape == (3, width) for v in batch.values())
+
+
+HOSTILE_TEXTS = ["", " ", "[SEP]", "[sep] x", "a[CLS]b", "\x00\x01", "tab\there", "\x0b\x0c", "ﬁ ligature",
+                 "日本語テキスト", "é", "A" * 150, "a" * 100, "a" * 101, "x " * 500, "Ünïcödé", "emoji 😀 ok",
+                 "\u200b zero width", "<s> </s>", "[UNK] [MASK] [PAD]", "a\x1cb", "$100 + 5% = ~?", "\r\n\r\n",
+                 "e.g. U.S.A. don't", "snake_case and CamelCase42", "pneumonoultramicroscopicsilicovolcanoconiosis",
+                 "naïve café, déjà vu " * 120, "日本語の テキスト " * 200, "\u200b " * 600 + "end of it",
+                 "x\xa0" * 400 + "é", "word " * 300 + "[SEP] " + "after " * 10]
+
+
+@pytest.mark.parametrize("max_length,budget", [(8, None), (16, 5), (256, None), (256, 32)])
+def test_chunk_cache_path_gives_the_librarys_ids_on_real_and_hostile_text(tldr_pairs_path, max_length, budget):
+    from rfm.runtime.tokenize import PairTokenizer, load_tokenizer_file
+
+    fast = PairTokenizer(load_tokenizer_file("minilm"), max_length, prompt_budget=budget)
+    library = PairTokenizer(load_tokenizer_file("minilm"), max_length, prompt_budget=budget, use_fast_path=False)
+    assert fast.fast_path is not None and library.fast_path is None
+    pairs = load_pairs(tldr_pairs_path)[:60]
+    texts = [t for p in pairs for t in (p.prompt, p.chosen)] + HOSTILE_TEXTS
+    prompts, responses = texts[0::2], texts[1::2][::-1]
+    prompts = prompts[: len(responses)]
+    ours, theirs = fast.encode(prompts, responses), library.encode(prompts, responses)
+    assert [(e.ids, e.type_ids) for e in ours] == [(e.ids, e.type_ids) for e in theirs]
+    padded, expected = fast.pad(ours), library.pad(theirs)
+    assert all(np.array_equal(padded[k], expected[k]) for k in expected)
+    for prompt in [*HOSTILE_TEXTS[:6], pairs[0].prompt]:
+        assert ([e.ids for e in fast.encode_candidates(prompt, HOSTILE_TEXTS)]
+                == [e.ids for e in library.encode_candidates(prompt, HOSTILE_TEXTS)])
+
+
+@pytest.mark.parametrize("max_length", [8, 9, 13])
+def test_pair_truncation_keeps_what_the_library_keeps_at_every_length(max_length):
+    from rfm.runtime.tokenize import PairTokenizer, load_tokenizer_file
+
+    fast = PairTokenizer(load_tokenizer_file("minilm"), max_length)
+    library = PairTokenizer(load_tokenizer_file("minilm"), max_length, use_fast_path=False)
+    for n1 in range(16):
+        for n2 in range(16):
+            prompt, response = " ".join(["the"] * n1), " ".join(["cat"] * n2)
+            ours, theirs = fast.encode([prompt], [response])[0], library.encode([prompt], [response])[0]
+            assert (ours.ids, ours.type_ids) == (theirs.ids, theirs.type_ids), (n1, n2)
+
+
+def test_chunk_cache_stays_bounded_and_correct(monkeypatch):
+    from rfm.runtime import wordpiece
+    from rfm.runtime.tokenize import load_tokenizer_file
+
+    library = load_tokenizer_file("minilm")
+    library.no_padding()
+    fast = wordpiece.WordPieceFastPath.for_tokenizer(library)
+    baseline = len(fast._cache)
+    monkeypatch.setattr(wordpiece, "MAX_CACHED_CHUNKS", baseline + 5)
+    for i in range(40):
+        text = f"zqx{i}, unheard-of wordz{i}!"
+        assert fast.ids(text) == library.encode(text, add_special_tokens=False).ids
+        assert len(fast._cache) <= baseline + 5 + 3
+
+
+def test_chunk_cache_path_is_off_for_tokenizers_it_was_not_built_for():
+    import json
+
+    from rfm.runtime.tokenize import PairTokenizer, load_tokenizer_file
+    from rfm.runtime.wordpiece import WordPieceFastPath
+    from tokenizers import Tokenizer
+
+    config = json.loads(load_tokenizer_file("minilm").to_str())
+    config["pre_tokenizer"] = {"type": "Whitespace"}  # keeps "--" or "?!" together, unlike BERT's pre-tokenizer
+    other = Tokenizer.from_str(json.dumps(config))
+    other.no_padding()
+    assert WordPieceFastPath.for_tokenizer(other) is None
+    tok = PairTokenizer(other, 32)
+    assert tok.fast_path is None
+    assert tok.encode(["wait -- what?!"], ["x"])[0].ids == other.encode("wait -- what?!", "x").ids
