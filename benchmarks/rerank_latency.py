@@ -1,6 +1,6 @@
 """The CPU rows of the runtime-speed targets, side by side in one run (issue 14):
 
-- tokenise + pad 32 x 256 (rfm's chunk cache vs the tokenizers library alone), on the synthetic texts
+- tokenise + pad 32 x 256 (rfm's caches vs the tokenizers library alone), on the synthetic texts
   and on real TL;DR posts the tokeniser has not seen (after other posts, and from a cold cache);
 - rerank of 8 candidates x 256 tokens (int8, --threads), with the prompt tokenised once vs per candidate,
   and (--budget-artifact) by a model trained with a prompt token budget on the same texts;
@@ -75,7 +75,7 @@ def tldr_batches(data_dir: Path, size: int = 32) -> tuple[list, list]:
 
 
 def tokenizer_rows(tok: PairTokenizer, library: PairTokenizer, data_dir: Path, repeats: int) -> dict:
-    """Tokenise + pad 32 pairs: rfm's chunk-cache path vs the tokenizers library alone, synthetic and real text."""
+    """Tokenise + pad 32 pairs: rfm's cache-based path vs the tokenizers library alone, synthetic and real text."""
     rows: dict = {}
     prompts, responses = texts_of_length(tok, 32, 256)
     rows["tokenize_pad_32x256"] = timed(lambda: tok(prompts, responses), repeats)
@@ -200,7 +200,7 @@ def main() -> None:
         lines += [f"- tokenise + pad rows `_tldr_new_texts`: 32 real TL;DR (post, summary) pairs per call, "
                   f"{result['tldr_tokens_per_pair']} tokens per pair after truncation, a different batch each call "
                   f"({result['tokenize_pad_32_tldr_new_texts']['calls']} calls), none seen before; plain: after "
-                  f"the other half of the posts went through the tokeniser; `_cold`: its chunk cache emptied "
+                  f"the other half of the posts went through the tokeniser; `_cold`: its caches emptied "
                   f"(vocabulary only) before each call; `_library`: the tokenizers library alone"]
     if "torch_fp32_8x256_end_to_end" in result:
         e2e = result["torch_fp32_8x256_end_to_end"]["p50_ms"] / result["int8_8x256_end_to_end"]["p50_ms"]

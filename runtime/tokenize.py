@@ -5,9 +5,9 @@ are removed from the longer of the two until the pair fits `max_length`, so a re
 `max_length` still works (transformers' `only_first` raises on it). This matches
 `transformers` fast tokenizers called with `truncation="longest_first"`.
 
-For BERT-style WordPiece tokenizers (MiniLM's), plain-ASCII texts go through a chunk cache
-(`rfm.runtime.wordpiece`, ~3-5x faster, the same ids) and pairs are joined and truncated here; every
-other text and tokenizer goes through the tokenizers library.
+For BERT-style WordPiece tokenizers (MiniLM's), texts go through caches (`rfm.runtime.wordpiece`,
+~3-5x faster, the same ids) and pairs are joined and truncated here; other tokenizers, and the rare
+text the caches leave, go through the tokenizers library.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class PairTokenizer:
         self._words, self._specials = self._fast_path(use_fast_path)
 
     def _fast_path(self, wanted: bool) -> tuple[WordPieceFastPath | None, tuple[int, int]]:
-        """The chunk-cache path and ([CLS], [SEP]) ids where the pair template is [CLS] A [SEP] B [SEP]."""
+        """The cache-based path and ([CLS], [SEP]) ids where the pair template is [CLS] A [SEP] B [SEP]."""
         fast = WordPieceFastPath.for_tokenizer(self._halves) if wanted and self.max_length >= 8 else None
         if fast is None:
             return None, (0, 0)
@@ -141,7 +141,7 @@ class PairTokenizer:
 
     @property
     def fast_path(self) -> WordPieceFastPath | None:
-        """The chunk-cache tokeniser in use for plain-ASCII text (None: the tokenizers library does all)."""
+        """The cache-based tokeniser in use (None: the tokenizers library does all)."""
         return self._words
 
     @classmethod
@@ -177,7 +177,7 @@ class PairTokenizer:
         return self._pairs(self._heads([prompt]) * len(responses), responses)
 
     def _text_ids(self, texts: Sequence[str], limit: int) -> list[list[int]]:
-        """Token ids without special tokens (at least the first `limit`): the chunk-cache path, the
+        """Token ids without special tokens (at least the first `limit`): the cache-based path, the
         library for texts it leaves (given only a prefix of a long text when that holds `limit` tokens)."""
         fast = self._words.ids
         out = [fast(t, limit) for t in texts]

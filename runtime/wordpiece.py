@@ -1,14 +1,16 @@
-"""A chunk-cache fast path for BERT-style WordPiece tokenizers on plain ASCII text.
+"""A cache-based fast path for BERT-style WordPiece tokenizers (BertNormalizer, BertPreTokenizer).
 
-A BERT tokenizer splits text on whitespace, then each chunk into words (runs of letters and digits,
-single punctuation characters), then each word into WordPiece ids; a chunk's ids never depend on its
-neighbours. For ASCII text without control characters or special-token strings, normalisation is at
-most a `str.lower()`, so the ids are `chain(cache[chunk] for chunk in text.lower().split())`: C-level
-splitting and dictionary lookups, ~3x faster than the tokenizers library's per-text pipeline (which
-also builds offsets, strings and alignments we never read). The cache starts with the vocabulary's
-whole words; any other chunk is split once and remembered (bounded). Every other text (non-ASCII,
-control characters, special tokens written out) returns None and the caller tokenises it with the
-library; `WordPieceFastPath.for_tokenizer` checks on probe texts that both paths agree.
+BERT splits text on whitespace, then each chunk into words (runs of non-punctuation, single
+punctuation characters), then each word into WordPiece ids: a chunk's ids never depend on its
+neighbours. For ASCII text without control characters the normaliser only lowercases, so the ids are
+`chain(cache[chunk] for chunk in text.lower().split())`: C-level splitting and dictionary lookups,
+~3-5x faster than the tokenizers library's per-text pipeline (which also builds offsets, strings and
+alignments rfm never reads). Other text is first mapped character by character (`str.translate`)
+through what the library's own normaliser and pre-tokenizer make of each character, then split into
+words. The caches start with the vocabulary's whole words; anything else is split once and remembered
+(bounded). Texts with a special token written out, or characters whose normal form keeps a combining
+mark, return None and the caller tokenises them with the library; `WordPieceFastPath.for_tokenizer`
+checks on probe texts that both paths agree.
 """
 
 from __future__ import annotations
@@ -16,44 +18,44 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import unicodedata
 
 from tokenizers import Tokenizer
 
-# Distinct whitespace-separated chunks remembered (~20 MB) before the cache starts over.
+# Distinct chunks (and words) remembered, ~20 MB each, before a cache starts over.
 MAX_CACHED_CHUNKS = 200_000
 
 # Texts the same probes must tokenise identically both ways before the fast path is used.
 PROBES = ("Hello, World! It's 3.14 -- isn't it?", "  tabs\tand\nnew\r\nlines  ", "", "unaffable xylophonists",
-          "a" * 101 + " ok", "don't [SEP] me", "naïve café", "e-mail: a@b.c (50%) #1 ~x^y`z|{}[]<>", "e.g. U.S.A.")
+          "a" * 101 + " ok", "don't [SEP] me", "naïve café – “quoted” … £5\xa0ok", "e-mail: a@b.c (50%) #1 ~x^y`z|{}[]<>",
+          "e.g. U.S.A.", "日本語のテキスト", "ΣΟΦΟΣ σοφός İstanbul", "ctrl\x01\x0bchars\u200b\u2028end", "ﬁne ½ Ⅻ")
 
 # Control characters other than tab, newline and carriage return: BERT's normaliser deletes them.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]").search
 
+# What a character maps to when only the library can place it (its normal form keeps combining marks,
+# whose order NFD may change with the neighbours): a NUL, which BERT's normaliser deletes from any text.
+_LIBRARY_ONLY = "\x00"
 
-class _ChunkCache(dict):
-    """whitespace-separated chunk -> its WordPiece ids; a chunk not yet seen is split once, on first lookup.
 
-    BERT's pre-tokenizer splits on whitespace first, so a chunk's ids do not depend on its neighbours."""
+class _WordPieces(dict):
+    """word -> its WordPiece ids; a word not yet seen is split once, on first lookup."""
 
     def __init__(self, vocab: dict[str, int], unk_id: int, prefix: str, max_chars: int):
         super().__init__()
         self.vocab, self.unk, self.prefix, self.max_chars = vocab, (unk_id,), prefix, max_chars
-        self.words = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]").findall
-        # Vocabulary entries that are one word of the pre-tokenizer are chunks whose ids are their own id.
-        self.whole_words = {w: (i,) for w, i in vocab.items() if len(w) <= max_chars and self.words(w) == [w]}
-        self.update(self.whole_words)
+        self.whole_words = {w: (i,) for w, i in vocab.items() if len(w) <= max_chars and not w.startswith(prefix)}
+        self.forget()
 
     def forget(self) -> None:
         """Back to the vocabulary's whole words only."""
         self.clear()
         self.update(self.whole_words)
 
-    def __missing__(self, chunk: str) -> tuple[int, ...]:
+    def __missing__(self, word: str) -> tuple[int, ...]:
         if len(self) >= MAX_CACHED_CHUNKS:
             self.forget()
-        words = [chunk] if chunk.isalnum() else self.words(chunk)
-        ids = tuple(itertools.chain.from_iterable(map(self.split, words)))
-        self[chunk] = ids
+        ids = self[word] = self.split(word)
         return ids
 
     def split(self, word: str) -> tuple[int, ...]:
@@ -75,18 +77,69 @@ class _ChunkCache(dict):
         return tuple(pieces)
 
 
-class WordPieceFastPath:
-    """Token ids (no special tokens) of plain-ASCII texts for one BERT-style WordPiece tokenizer."""
+class _ChunkCache(dict):
+    """ASCII whitespace-separated chunk -> its ids: its words (letter/digit runs, single punctuation
+    characters) through the WordPiece cache, once, on first lookup."""
 
-    def __init__(self, config: dict):
+    _words = staticmethod(re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]").findall)
+
+    def __init__(self, pieces: _WordPieces):
+        super().__init__()
+        self.pieces = pieces
+        # Vocabulary entries that are one ASCII word of the pre-tokenizer are chunks whose ids are their own id.
+        self.whole_words = {w: ids for w, ids in pieces.whole_words.items() if w.isascii() and self._words(w) == [w]}
+        self.forget()
+
+    def forget(self) -> None:
+        self.clear()
+        self.update(self.whole_words)
+
+    def __missing__(self, chunk: str) -> tuple[int, ...]:
+        if len(self) >= MAX_CACHED_CHUNKS:
+            self.forget()
+        words = [chunk] if chunk.isalnum() else self._words(chunk)
+        ids = self[chunk] = tuple(itertools.chain.from_iterable(map(self.pieces.__getitem__, words)))
+        return ids
+
+
+class _CharTable(dict):
+    """code point -> what BERT's normaliser makes of the character, with a space either side of each
+    pre-tokenizer word boundary it makes, asked of the library once per character (for `str.translate`).
+
+    BertNormalizer works character by character (cleaning, CJK spacing, NFD + accent stripping,
+    lowercasing) except that NFD orders combining marks across neighbours: a character whose normal
+    form keeps one maps to `_LIBRARY_ONLY`."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        super().__init__()
+        self.normalize = tokenizer.normalizer.normalize_str
+        self.pre_tokenize = tokenizer.pre_tokenizer.pre_tokenize_str
+
+    def __missing__(self, code: int) -> str:
+        normal = self.normalize(chr(code))
+        if any(unicodedata.combining(c) for c in normal):
+            value = _LIBRARY_ONLY
+        else:  # "q" on either side shows whether the character splits a word (punctuation, space) or not
+            value = " ".join(word for word, _ in self.pre_tokenize(f"q{normal}q"))[1:-1]
+        self[code] = value
+        return value
+
+
+class WordPieceFastPath:
+    """Token ids (no special tokens) of texts for one BERT-style WordPiece tokenizer, from caches."""
+
+    def __init__(self, tokenizer: Tokenizer, config: dict):
         model, normalizer = config["model"], config["normalizer"]
         self._lower = bool(normalizer.get("lowercase", True))
         added = [t["content"] for t in config.get("added_tokens") or [] if t["content"]]
         # A special token written out in the text is the library's to match (it does so before normalising).
         self._added_leads = frozenset(c for t in added for c in (t[0].lower(), t[0].upper()))
         self._added = re.compile("|".join(map(re.escape, added)), re.IGNORECASE).search if added else None
-        self._cache = _ChunkCache(model["vocab"], model["vocab"][model["unk_token"]],
-                                  model.get("continuing_subword_prefix", "##"), int(model.get("max_input_chars_per_word", 100)))
+        self._pieces = _WordPieces(model["vocab"], model["vocab"][model["unk_token"]],
+                                   model.get("continuing_subword_prefix", "##"),
+                                   int(model.get("max_input_chars_per_word", 100)))
+        self._chunks = _ChunkCache(self._pieces)
+        self._chars = _CharTable(tokenizer)
 
     @classmethod
     def for_tokenizer(cls, tokenizer: Tokenizer) -> WordPieceFastPath | None:
@@ -100,10 +153,10 @@ class WordPieceFastPath:
             return None
         if any(any(c.isspace() for c in t["content"]) for t in config.get("added_tokens") or []):
             return None  # a special token spanning whitespace would make chunks depend on their neighbours
-        fast = cls(config)
         plain = Tokenizer.from_str(tokenizer.to_str())
         plain.no_truncation()
         plain.no_padding()
+        fast = cls(plain, config)
         for text in PROBES:
             ids = fast.ids(text)
             if ids is not None and ids != plain.encode(text, add_special_tokens=False).ids:
@@ -113,17 +166,24 @@ class WordPieceFastPath:
     def ids(self, text: str, limit: int = -1) -> list[int] | None:
         """The text's token ids without special tokens (at least its first `limit` ones, if limit >= 0), or
         None when only the library can tokenise it."""
-        if not text.isascii() or _CONTROL(text) or self._has_added(text):
+        if self._has_added(text):
             return None
-        # Every chunk gives at least one id, so the first `limit` chunks hold the first `limit` ids.
-        chunks = (text.lower() if self._lower else text).split(None, limit)
-        if 0 <= limit < len(chunks):
-            del chunks[limit:]
-        return list(itertools.chain.from_iterable(map(self._cache.__getitem__, chunks)))
+        if text.isascii() and not _CONTROL(text):  # the common case: lowercasing is all the normaliser does
+            words, cache = (text.lower() if self._lower else text).split(None, limit), self._chunks
+        else:
+            normal = text.translate(self._chars)
+            if _LIBRARY_ONLY in normal:
+                return None
+            words, cache = normal.split(None, limit), self._pieces
+        # Every chunk or word gives at least one id, so the first `limit` of them hold the first `limit` ids.
+        if 0 <= limit < len(words):
+            del words[limit:]
+        return list(itertools.chain.from_iterable(map(cache.__getitem__, words)))
 
     def forget(self) -> None:
-        """Drop every remembered chunk (the vocabulary's whole words stay): a cold start, for benchmarks."""
-        self._cache.forget()
+        """Drop every remembered chunk and word (the vocabulary's whole words stay): a cold start, for benchmarks."""
+        self._chunks.forget()
+        self._pieces.forget()
 
     def _has_added(self, text: str) -> bool:
         return self._added is not None and any(c in text for c in self._added_leads) and self._added(text) is not None

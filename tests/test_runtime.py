@@ -468,12 +468,36 @@ def test_chunk_cache_stays_bounded_and_correct(monkeypatch):
     library = load_tokenizer_file("minilm")
     library.no_padding()
     fast = wordpiece.WordPieceFastPath.for_tokenizer(library)
-    baseline = len(fast._cache)
+    baseline = max(len(fast._chunks), len(fast._pieces))
     monkeypatch.setattr(wordpiece, "MAX_CACHED_CHUNKS", baseline + 5)
     for i in range(40):
-        text = f"zqx{i}, unheard-of wordz{i}!"
-        assert fast.ids(text) == library.encode(text, add_special_tokens=False).ids
-        assert len(fast._cache) <= baseline + 5 + 3
+        for text in (f"zqx{i}, unheard-of wordz{i}!", f"naïve zqx{i} – café{i}…"):
+            assert fast.ids(text) == library.encode(text, add_special_tokens=False).ids
+        assert len(fast._chunks) <= baseline + 5 + 3 and len(fast._pieces) <= baseline + 5 + 3
+
+
+@pytest.mark.parametrize("normalizer", [None, {"lowercase": False, "strip_accents": False}])
+def test_fast_path_agrees_with_the_library_on_every_character(normalizer):
+    """Each character inside a word, doubled, and before a combining mark, for MiniLM's uncased normaliser
+    and a cased one that keeps accents."""
+    import json
+
+    from rfm.runtime.tokenize import load_tokenizer_file
+    from rfm.runtime.wordpiece import WordPieceFastPath
+    from tokenizers import Tokenizer
+
+    config = json.loads(load_tokenizer_file("minilm").to_str())
+    config["normalizer"].update(normalizer or {})
+    library = Tokenizer.from_str(json.dumps(config))
+    library.no_padding()
+    fast = WordPieceFastPath.for_tokenizer(library)
+    codes = [c for c in range(0x110000) if not 0xD800 <= c < 0xE000 and (c < 0x3400 or c % 31 == 0)]
+    plain = [f"a{chr(c)}b {chr(c)}{chr(c)}x" for c in codes]
+    texts = plain + [f"e{chr(c)}\u0327" for c in codes]  # then a combining mark (NFD may reorder marks)
+    expected = library.encode_batch(texts, add_special_tokens=False)
+    ours = [fast.ids(t) for t in texts]
+    assert sum(ids is None for ids in ours[: len(plain)]) < len(plain) // 10  # only marks NFD may reorder
+    assert [t for t, ids, e in zip(texts, ours, expected, strict=True) if ids is not None and ids != e.ids] == []
 
 
 def test_chunk_cache_path_is_off_for_tokenizers_it_was_not_built_for():
