@@ -24,6 +24,7 @@ from tokenizers import Tokenizer
 
 # Distinct chunks (and words) remembered, ~20 MB each, before a cache starts over.
 MAX_CACHED_CHUNKS = 200_000
+MAX_CACHED_CHARS = 50_000
 
 # Texts the same probes must tokenise identically both ways before the fast path is used.
 PROBES = ("Hello, World! It's 3.14 -- isn't it?", "  tabs\tand\nnew\r\nlines  ", "", "unaffable xylophonists",
@@ -116,6 +117,8 @@ class _CharTable(dict):
         self.pre_tokenize = tokenizer.pre_tokenizer.pre_tokenize_str
 
     def __missing__(self, code: int) -> str:
+        if len(self) >= MAX_CACHED_CHARS:  # text written to fill memory with rare characters
+            self.clear()
         normal = self.normalize(chr(code))
         if any(unicodedata.combining(c) for c in normal):
             value = _LIBRARY_ONLY

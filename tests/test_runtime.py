@@ -470,10 +470,12 @@ def test_chunk_cache_stays_bounded_and_correct(monkeypatch):
     fast = wordpiece.WordPieceFastPath.for_tokenizer(library)
     baseline = max(len(fast._chunks), len(fast._pieces))
     monkeypatch.setattr(wordpiece, "MAX_CACHED_CHUNKS", baseline + 5)
+    monkeypatch.setattr(wordpiece, "MAX_CACHED_CHARS", 30)
     for i in range(40):
-        for text in (f"zqx{i}, unheard-of wordz{i}!", f"naïve zqx{i} – café{i}…"):
+        for text in (f"zqx{i}, unheard-of wordz{i}!", f"naïve zqx{i} – café{i}… {chr(0x4E00 + i)}{chr(0x0400 + i)}"):
             assert fast.ids(text) == library.encode(text, add_special_tokens=False).ids
         assert len(fast._chunks) <= baseline + 5 + 3 and len(fast._pieces) <= baseline + 5 + 3
+        assert len(fast._chars) <= 30
 
 
 @pytest.mark.parametrize("normalizer", [None, {"lowercase": False, "strip_accents": False}])
