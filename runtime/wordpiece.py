@@ -39,27 +39,39 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]").search
 _LIBRARY_ONLY = "\x00"
 
 
-class _WordPieces(dict):
-    """word -> its WordPiece ids; a word not yet seen is split once, on first lookup."""
+class _Memo(dict):
+    """A dict that computes a missing entry once, on first lookup, and starts over from `seed` when full."""
 
-    def __init__(self, vocab: dict[str, int], unk_id: int, prefix: str, max_chars: int):
+    limit_name = "MAX_CACHED_CHUNKS"  # the module constant bounding it (read at each miss, so tests can lower it)
+
+    def __init__(self, seed: dict):
         super().__init__()
-        self.vocab, self.unk, self.prefix, self.max_chars = vocab, (unk_id,), prefix, max_chars
-        self.whole_words = {w: (i,) for w, i in vocab.items() if len(w) <= max_chars and not w.startswith(prefix)}
+        self.seed = seed
         self.forget()
 
     def forget(self) -> None:
-        """Back to the vocabulary's whole words only."""
+        """Back to the seed entries only."""
         self.clear()
-        self.update(self.whole_words)
+        self.update(self.seed)
 
-    def __missing__(self, word: str) -> tuple[int, ...]:
-        if len(self) >= MAX_CACHED_CHUNKS:
+    def __missing__(self, key):
+        if len(self) >= globals()[self.limit_name]:
             self.forget()
-        ids = self[word] = self.split(word)
-        return ids
+        value = self[key] = self.compute(key)
+        return value
 
-    def split(self, word: str) -> tuple[int, ...]:
+    def compute(self, key):
+        raise NotImplementedError
+
+
+class _WordPieces(_Memo):
+    """word -> its WordPiece ids; starts with the vocabulary's whole words."""
+
+    def __init__(self, vocab: dict[str, int], unk_id: int, prefix: str, max_chars: int):
+        self.vocab, self.unk, self.prefix, self.max_chars = vocab, (unk_id,), prefix, max_chars
+        super().__init__({w: (i,) for w, i in vocab.items() if len(w) <= max_chars and not w.startswith(prefix)})
+
+    def compute(self, word: str) -> tuple[int, ...]:
         """Greedy longest-match-first WordPiece (what the tokenizers library's WordPiece model does)."""
         if len(word) > self.max_chars:
             return self.unk
@@ -78,32 +90,23 @@ class _WordPieces(dict):
         return tuple(pieces)
 
 
-class _ChunkCache(dict):
+class _ChunkCache(_Memo):
     """ASCII whitespace-separated chunk -> its ids: its words (letter/digit runs, single punctuation
-    characters) through the WordPiece cache, once, on first lookup."""
+    characters) through the WordPiece cache."""
 
     _words = staticmethod(re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]").findall)
 
     def __init__(self, pieces: _WordPieces):
-        super().__init__()
         self.pieces = pieces
         # Vocabulary entries that are one ASCII word of the pre-tokenizer are chunks whose ids are their own id.
-        self.whole_words = {w: ids for w, ids in pieces.whole_words.items() if w.isascii() and self._words(w) == [w]}
-        self.forget()
+        super().__init__({w: ids for w, ids in pieces.seed.items() if w.isascii() and self._words(w) == [w]})
 
-    def forget(self) -> None:
-        self.clear()
-        self.update(self.whole_words)
-
-    def __missing__(self, chunk: str) -> tuple[int, ...]:
-        if len(self) >= MAX_CACHED_CHUNKS:
-            self.forget()
+    def compute(self, chunk: str) -> tuple[int, ...]:
         words = [chunk] if chunk.isalnum() else self._words(chunk)
-        ids = self[chunk] = tuple(itertools.chain.from_iterable(map(self.pieces.__getitem__, words)))
-        return ids
+        return tuple(itertools.chain.from_iterable(map(self.pieces.__getitem__, words)))
 
 
-class _CharTable(dict):
+class _CharTable(_Memo):
     """code point -> what BERT's normaliser makes of the character, with a space either side of each
     pre-tokenizer word boundary it makes, asked of the library once per character (for `str.translate`).
 
@@ -111,21 +114,19 @@ class _CharTable(dict):
     lowercasing) except that NFD orders combining marks across neighbours: a character whose normal
     form keeps one maps to `_LIBRARY_ONLY`."""
 
+    limit_name = "MAX_CACHED_CHARS"  # bounds text written to fill memory with rare characters
+
     def __init__(self, tokenizer: Tokenizer):
-        super().__init__()
         self.normalize = tokenizer.normalizer.normalize_str
         self.pre_tokenize = tokenizer.pre_tokenizer.pre_tokenize_str
+        super().__init__({})
 
-    def __missing__(self, code: int) -> str:
-        if len(self) >= MAX_CACHED_CHARS:  # text written to fill memory with rare characters
-            self.clear()
+    def compute(self, code: int) -> str:
         normal = self.normalize(chr(code))
         if any(unicodedata.combining(c) for c in normal):
-            value = _LIBRARY_ONLY
-        else:  # "q" on either side shows whether the character splits a word (punctuation, space) or not
-            value = " ".join(word for word, _ in self.pre_tokenize(f"q{normal}q"))[1:-1]
-        self[code] = value
-        return value
+            return _LIBRARY_ONLY
+        # "q" on either side shows whether the character splits a word (punctuation, space) or not
+        return " ".join(word for word, _ in self.pre_tokenize(f"q{normal}q"))[1:-1]
 
 
 class WordPieceFastPath:
@@ -184,9 +185,11 @@ class WordPieceFastPath:
         return list(itertools.chain.from_iterable(map(cache.__getitem__, words)))
 
     def forget(self) -> None:
-        """Drop every remembered chunk and word (the vocabulary's whole words stay): a cold start, for benchmarks."""
+        """Drop every remembered chunk, word and character (the vocabulary's whole words stay): a cold
+        start, for benchmarks."""
         self._chunks.forget()
         self._pieces.forget()
+        self._chars.forget()
 
     def _has_added(self, text: str) -> bool:
         return self._added is not None and any(c in text for c in self._added_leads) and self._added(text) is not None
