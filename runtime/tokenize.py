@@ -203,7 +203,7 @@ class PairTokenizer:
         tails = self._text_ids(texts, self.max_length)
         cls_id, sep_id = self._specials
         limit = self.max_length - 3
-        out = []
+        out, prompt_counts = [], {}  # a rerank's candidates share one prompt: count it once
         for a, b, prompt, response in zip(heads, tails, prompts, texts, strict=True):
             n1, n2 = len(a), len(b)
             if n1 + n2 > limit:
@@ -211,7 +211,9 @@ class PairTokenizer:
                     # Both halves were cut short; the odd token goes to the longer one: count them in full
                     # (a budgeted head's length is exact already).
                     if self.prompt_budget is None:
-                        n1 = self._count(prompt[: self.max_chars])
+                        if prompt not in prompt_counts:
+                            prompt_counts[prompt] = self._count(prompt[: self.max_chars])
+                        n1 = prompt_counts[prompt]
                     n2 = self._count(response)
                 n1, n2 = _longest_first(n1, n2, limit)
                 a, b = a[:n1], b[:n2]
