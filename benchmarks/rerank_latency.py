@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from rfm.runtime import FeatureExtractor, PairTokenizer, RewardModel, load_artifact  # noqa: E402
 
 from rfm.bench import machine, texts_of_length  # noqa: E402
+from rfm.data.convert import ConvertReport, convert  # noqa: E402
 
 
 def timed(call, repeats: int, warmup: int = 3) -> dict:
@@ -61,12 +62,11 @@ def timed_batches(call, batches: list, before=None) -> dict:
 
 
 def tldr_batches(data_dir: Path, size: int = 32) -> tuple[list, list]:
-    """Real (post, summary) pairs, one per distinct post, shuffled: (warm-up batches, timed batches)."""
+    """Real (post, summary) pairs as `rfm data convert --format tldr` makes them, one per distinct post,
+    shuffled: (warm-up batches, timed batches)."""
     posts: dict[str, str] = {}
-    for path in sorted((data_dir / "tldr").glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            posts.setdefault(row["info"].get("post") or row["info"].get("article") or "", row["summaries"][0]["text"])
+    for pair in convert("tldr", sorted((data_dir / "tldr").glob("*.jsonl")), ConvertReport()):
+        posts.setdefault(pair.prompt, pair.chosen)
     pairs = list(posts.items())
     np.random.default_rng(0).shuffle(pairs)
     batches = [pairs[i : i + size] for i in range(0, len(pairs) - size + 1, size)]
