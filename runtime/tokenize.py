@@ -163,7 +163,7 @@ class PairTokenizer:
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         if self._words is not None:
-            return self._joined(self._head_ids(prompts), prompts, responses)
+            return self._joined(prompts, responses)
         if self.prompt_budget is None:
             cap = self.max_chars
             return self._encode_pairs([(p[:cap], r[:cap]) for p, r in zip(prompts, responses, strict=True)])
@@ -173,34 +173,54 @@ class PairTokenizer:
         """Like `encode([prompt] * n, responses)`, with the prompt tokenised once (a rerank's n candidates
         share it): each pair is then truncated (longest_first) and given its special tokens."""
         if self._words is not None:
-            return self._joined(self._head_ids([prompt]) * len(responses), [prompt] * len(responses), responses)
+            return self._joined([prompt], responses)
         return self._pairs(self._heads([prompt]) * len(responses), responses)
 
-    def _text_ids(self, texts: Sequence[str], limit: int) -> list[list[int]]:
-        """Token ids without special tokens (at least the first `limit`): the cache-based path, the
-        library for texts it leaves (given only a prefix of a long text when that holds `limit` tokens)."""
+    def _text_ids(self, texts: Sequence[str], limits: Sequence[int]) -> list[list[int]]:
+        """Token ids without special tokens (at least the first `limits[i]` of text i): the cache-based
+        path, the library for texts it leaves (given only a prefix of a long text when that holds the
+        tokens wanted)."""
         fast = self._words.ids
-        out = [fast(t, limit) for t in texts]
+        out = list(map(fast, texts, limits))
         missing = [i for i, ids in enumerate(out) if ids is None]
         if missing:
-            cuts = [_words_prefix(texts[i], limit) for i in missing]
+            cuts = [_words_prefix(texts[i], limits[i]) for i in missing]
             for i, cut, enc in zip(missing, cuts, self._encode_halves(cuts, add_special_tokens=False), strict=True):
                 ids = enc.ids
-                if len(ids) < limit and len(cut) < len(texts[i]):  # the prefix ran short: the whole text
+                if len(ids) < limits[i] and len(cut) < len(texts[i]):  # the prefix ran short: the whole text
                     ids = self._halves.encode(texts[i], add_special_tokens=False).ids
                 out[i] = ids
         return out
 
-    def _head_ids(self, prompts: Sequence[str]) -> list[list[int]]:
+    def _head_ids(self, prompts: Sequence[str], needs: Sequence[int]) -> list[list[int]]:
         if self.prompt_budget is None:
-            return self._text_ids([p[: self.max_chars] for p in prompts], self.max_length)
+            return self._text_ids([p[: self.max_chars] for p in prompts], needs)
         cap, budget = min(self.max_chars, CHARS_PER_TOKEN * self.prompt_budget), self.prompt_budget
-        return [ids[:budget] for ids in self._text_ids([p[:cap] for p in prompts], budget)]
+        return [ids[:budget] for ids in self._text_ids([p[:cap] for p in prompts], [budget] * len(prompts))]
 
-    def _joined(self, heads: Sequence[list[int]], prompts: Sequence[str], responses: Sequence[str]) -> list[PairIds]:
-        """[CLS] head [SEP] tail [SEP], truncated as the tokenizers library's `longest_first` does."""
+    def _head_need(self, n2: int) -> int:
+        """How many of the prompt's first tokens decide its pair's truncation, given the response's n2.
+
+        A response within the pair's room leaves the prompt at most max(room - n2, half the room)
+        tokens; with n2 + 1 or more of them the prompt also counts as the longer half exactly when
+        it is, so `_longest_first` keeps what it would keep of the whole prompt. A longer response
+        may trigger the odd-token rule, which needs the whole prompt's length: then all of it."""
+        room = self.max_length - 3
+        return self.max_length if n2 > room else max(room - n2, n2 + 1, (room + 1) // 2)
+
+    def _joined(self, prompts: Sequence[str], responses: Sequence[str]) -> list[PairIds]:
+        """[CLS] head [SEP] tail [SEP], truncated as the tokenizers library's `longest_first` does; one
+        prompt for many responses (a rerank) is tokenised once. Responses are tokenised first, so each
+        prompt only as far as its pair can keep."""
         texts = [r[: self.max_chars] for r in responses]
-        tails = self._text_ids(texts, self.max_length)
+        if not texts:
+            return []
+        tails = self._text_ids(texts, [self.max_length] * len(texts))
+        needs = [self._head_need(len(b)) for b in tails]
+        if len(prompts) != len(texts):  # encode_candidates: one prompt
+            heads, prompts = self._head_ids(prompts, [max(needs)]) * len(texts), list(prompts) * len(texts)
+        else:
+            heads = self._head_ids(prompts, needs)
         cls_id, sep_id = self._specials
         limit = self.max_length - 3
         out, prompt_counts = [], {}  # a rerank's candidates share one prompt: count it once
@@ -221,7 +241,7 @@ class PairTokenizer:
         return out
 
     def _count(self, text: str) -> int:
-        return len(self._text_ids([text], -1)[0])
+        return len(self._text_ids([text], [-1])[0])
 
     def _pairs(self, heads: Sequence[Encoding], responses: Sequence[str]) -> list[Encoding]:
         """Each prompt encoding joined with its response's: truncated as a pair, special tokens added."""

@@ -180,10 +180,17 @@ class WordPieceFastPath:
             if _LIBRARY_ONLY in normal:
                 return None
             words, cache = normal.split(None, limit), self._pieces
-        # Every chunk or word gives at least one id, so the first `limit` of them hold the first `limit` ids.
-        if 0 <= limit < len(words):
-            del words[limit:]
-        return list(itertools.chain.from_iterable(map(cache.__getitem__, words)))
+        lookup, chain, islice = cache.__getitem__, itertools.chain.from_iterable, itertools.islice
+        if limit < 0 or limit >= len(words):
+            return list(chain(map(lookup, words)))
+        # Every chunk or word gives at least one id, so `limit` of them hold the first `limit` ids. English
+        # gives 1.1-1.3 ids a chunk: start from 4/5 of that, then `limit - len(ids)` more complete them
+        # (never more than `limit` chunks looked at; often a fifth fewer).
+        start = limit * 4 // 5
+        ids = list(chain(map(lookup, islice(words, start))))
+        if len(ids) < limit:
+            ids += chain(map(lookup, islice(words, start, start + limit - len(ids))))
+        return ids
 
     def forget(self) -> None:
         """Drop every remembered chunk, word and character (the vocabulary's whole words stay): a cold
