@@ -97,6 +97,17 @@ def _split(src: Path, folder: Path) -> Path:
     return folder
 
 
+def write_pool(work: Path, data_dir: Path) -> Path:
+    """The synthetic raters' responses: pool.jsonl (UltraFeedback train + 1,000 HH-RLHF harmless-test pairs)
+    and uf.jsonl (UltraFeedback only); returns pool.jsonl."""
+    work.mkdir(parents=True, exist_ok=True)
+    uf = list(convert("ultrafeedback", [data_dir / "ultrafeedback" / "train.jsonl"], ConvertReport()))
+    hh = list(convert("hh-rlhf", [data_dir / "hh-rlhf" / "harmless-base-test.jsonl.gz"], ConvertReport()))[:1000]
+    write_pairs(work / "pool.jsonl", uf + hh)
+    write_pairs(work / "uf.jsonl", uf)
+    return work / "pool.jsonl"
+
+
 def prepare(work: Path, data_dir: Path, quick: bool) -> dict[str, Path]:
     """Convert, synthesise and split; returns dataset -> split dir."""
     work.mkdir(parents=True, exist_ok=True)
@@ -109,10 +120,7 @@ def prepare(work: Path, data_dir: Path, quick: bool) -> dict[str, Path]:
     write_pairs(jester, jester_pairs(data_dir / "jester", ConvertReport(), min_gap=3.0, max_pairs=100, seed=0))
     if not quick:
         splits["jester"] = _split(jester, work / "split_jester")
-    uf = list(convert("ultrafeedback", [data_dir / "ultrafeedback" / "train.jsonl"], ConvertReport()))
-    hh = list(convert("hh-rlhf", [data_dir / "hh-rlhf" / "harmless-base-test.jsonl.gz"], ConvertReport()))[:1000]
-    write_pairs(work / "pool.jsonl", uf + hh)
-    write_pairs(work / "uf.jsonl", uf)
+    write_pool(work, data_dir)
     for name, (scenario, raters, per_rater, source) in (QUICK_SYNTHETIC if quick else SYNTHETIC).items():
         synth = work / f"{name}.jsonl"
         synthesise(work / f"{source}.jsonl", synth, scenario, raters, seed=0, pairs_per_rater=per_rater,
