@@ -47,7 +47,7 @@ def paired_differences(rows: list[dict], baseline: list[dict], n_boot: int = 200
     return {m: paired_difference(per_user(rows, m), per_user(baseline, m), n_boot=n_boot) for m in shots}
 
 
-def _paired_lines(entry: dict) -> list[str]:
+def paired_lines(entry: dict) -> list[str]:
     baseline = entry["methods"].get("one-size")
     if not baseline:
         return []
@@ -66,7 +66,7 @@ def _paired_lines(entry: dict) -> list[str]:
             "seeds, 95% bootstrap CI over users):", "", *lines, ""]
 
 
-def _table(entry: dict, key: str) -> list[str]:
+def accuracy_table(entry: dict, key: str) -> list[str]:
     shots = [str(m) for m in entry["shots"]]
     lines = ["| method | best epoch | prior width | seen acc | " + " | ".join(f"m={m}" for m in shots) + " |",
              "|---|---|---|---:|" + "---:|" * len(shots)]
@@ -101,10 +101,10 @@ def personalization_report(path: Path, out: Path) -> None:
                   f"{split.get('heldout_users', '?')} held-out users; {first['users']} of them at every m "
                   f"({first['excluded_users']} left out: too few pairs for the largest m with a new-response "
                   "test pair).", "", "New responses (headline):", ""]
-        lines += _table(entry, "new_responses")
-        lines += ["", *_paired_lines(entry)]
+        lines += accuracy_table(entry, "new_responses")
+        lines += ["", *paired_lines(entry)]
         lines += ["Shared responses (may re-use judged responses; beside the headline, not instead of it):", ""]
-        lines += _table(entry, "shared_responses")
+        lines += accuracy_table(entry, "shared_responses")
         lines.append("")
         curves = []
         for name, rows in entry["methods"].items():

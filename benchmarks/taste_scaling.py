@@ -41,7 +41,7 @@ from personalization import (  # noqa: E402
     train_and_export,
     write_pool,
 )
-from report import _paired_lines, _table, paired_differences  # noqa: E402
+from report import accuracy_table, paired_differences, paired_lines  # noqa: E402
 from rfm.runtime import load_artifact  # noqa: E402
 
 from rfm.data.jsonl import load_pairs, write_pairs  # noqa: E402
@@ -154,7 +154,7 @@ def report(results: dict, out: Path) -> None:
                      + ",".join(str(r["best_epoch"]) for r in rfm) + f" | {np.mean([r['train_s'] for r in rfm]):.0f} |")
     for name, entry in results["configs"].items():
         lines += ["", f"## {name}", "", f"Measured by `{entry.get('measured_by', results['command'])}`.", "",
-                  *_table(entry, "new_responses"), "", *_paired_lines(entry)]
+                  *accuracy_table(entry, "new_responses"), "", *paired_lines(entry)]
     (out / "taste_scaling.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
