@@ -6,8 +6,9 @@ move it. This measures whether more people, or more choices per person, close th
 taste population (Scenario 3 over the personalisation pool, 160 raters x 300 pairs, seed 0, temperature
 0.1), one split (30% of raters held out: the same 48 held-out users, each with their first 150 pairs,
 for every row), and nested subsets of the training raters: the first R of a fixed order, each with
-the first P of their training pairs. `--judge-frac 0` everywhere, so only the amount of data changes
-between rows (the default would hold judges out from 40 raters on). Protocol otherwise as
+the first P of their training pairs. `--judge-frac 0` in every row, so only the amount of data changes
+between them; 112 x 120 is also trained with rfm train's default, which from 40 raters on keeps 15%
+of them out of training to judge the epochs and the prior ("rfm, default judges"). Protocol otherwise as
 `benchmarks/personalization.py`: new responses, the same users at every m, 3 draws, RFM mean of 3
 training seeds, int8 through the runtime (fp32 where the export refused the int8 graph, marked); one-size
 trained once (seed 0).
@@ -54,6 +55,10 @@ RATERS, PAIRS_PER_RATER, HELDOUT_PAIRS = 160, 300, 150
 CONFIGS = ((28, 120), (56, 120), (112, 120), (28, 240), (112, 240))
 SEEDS = (0, 1, 2)
 RFM_OPTIONS = {"kind": "rfm", "judge_frac": 0.0}
+# configs also trained with rfm train's default judges (15% of the raters kept out of training to judge
+# the epochs and the prior, from 40 raters on): what a user with that many raters gets
+DEFAULT_JUDGES = "rfm, default judges"
+JUDGED = ((112, 120),)
 ONE_SIZE = {"kind": "baseline"}
 
 
@@ -106,10 +111,13 @@ def run_config(split: Path, raters: SyntheticRaters, order: list[str], n_raters:
     folder = subset(split, work / f"split_taste_scaling_{name}", order[:n_raters], per_user)
     entry: dict = {"training_raters": n_raters, "training_pairs_per_rater": per_user, "shots": list(SHOTS_SYNTHETIC),
                    "methods": {}}
-    for method, options, seeds in (("rfm", RFM_OPTIONS, SEEDS), ("one-size", ONE_SIZE, SEEDS[:1])):
+    methods = [("rfm", RFM_OPTIONS, SEEDS), ("one-size", ONE_SIZE, SEEDS[:1])]
+    if (n_raters, per_user) in JUDGED:
+        methods.append((DEFAULT_JUDGES, {"kind": "rfm"}, SEEDS))
+    for method, options, seeds in methods:
         rows = []
         for seed in seeds:
-            model = work / "models" / "taste_scaling" / name / f"{method}-s{seed}"
+            model = work / "models" / "taste_scaling" / name / f"{method.replace(', ', '-').replace(' ', '-')}-s{seed}"
             art, summary = train_and_export(folder, model, options, seed)
 
             def measure(art=art, summary=summary, seed=seed) -> dict:
@@ -139,9 +147,13 @@ def report(results: dict, out: Path) -> None:
              "| training raters x pairs each | training pairs | RFM m=20 | one-size m=20 | RFM - one-size (points) "
              "| linear read-out ceiling | true attributes ceiling | RFM m=50 | best epochs | train s |",
              "|---|---:|---:|---:|---|---:|---:|---:|---|---:|"]
-    for name, entry in results["configs"].items():
+    rows = [(name, entry, method) for name, entry in results["configs"].items()
+            for method in ("rfm", DEFAULT_JUDGES) if method in entry["methods"]]
+    for name, entry, method in rows:
         methods = entry["methods"]
-        rfm, one = methods["rfm"], methods["one-size"]
+        rfm, one = methods[method], methods["one-size"]
+        if method != "rfm":
+            name += f" ({method})"
         acc = {m: [r["new_responses"]["shots"][m]["accuracy"] for r in rfm] for m in ("20", "50")}
         diff = (paired_differences(rfm, one) or {}).get("20")
         ceiling = {k: methods[k][0]["new_responses"]["shots"]["20"]["accuracy"] for k in (LINEAR_READOUT, TRUE_ATTRIBUTES)}
