@@ -13,7 +13,7 @@ of them out of training to judge the epochs and the prior ("rfm, default judges"
 training seeds, int8 through the runtime (fp32 where the export refused the int8 graph, marked); one-size
 trained once (seed 0).
 
-    .venv/bin/python benchmarks/taste_scaling.py      # ~65 min on a 2-core CPU (embedding cache warm)
+    .venv/bin/python benchmarks/taste_scaling.py      # ~75 min on a 2-core CPU (embedding cache warm)
 
 Writes benchmarks/results/taste_scaling.{json,md}.
 """
