@@ -99,7 +99,8 @@ def subset(split: Path, folder: Path, users: list[str], per_user: int) -> Path:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     write_pairs(folder / "train.jsonl", _first_per_user(load_pairs(split / "train.jsonl"), per_user, users))
-    write_pairs(folder / "seen_test.jsonl", [p for p in load_pairs(split / "seen_test.jsonl") if p.user_id in set(users)])
+    chosen = set(users)
+    write_pairs(folder / "seen_test.jsonl", [p for p in load_pairs(split / "seen_test.jsonl") if p.user_id in chosen])
     write_pairs(folder / "heldout.tmp", _first_per_user(load_pairs(split / "heldout.jsonl"), HELDOUT_PAIRS))
     os.replace(folder / "heldout.tmp", folder / "heldout.jsonl")  # last: marks the folder complete
     return folder

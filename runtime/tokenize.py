@@ -193,6 +193,8 @@ class PairTokenizer:
         return out
 
     def _head_ids(self, prompts: Sequence[str], needs: Sequence[int]) -> list[list[int]]:
+        """Prompt ids: at least the first `needs[i]` of prompt i, or with a prompt budget exactly its
+        first `budget` (then the budget, not the pair, decides how far to tokenise)."""
         if self.prompt_budget is None:
             return self._text_ids([p[: self.max_chars] for p in prompts], needs)
         cap, budget = min(self.max_chars, CHARS_PER_TOKEN * self.prompt_budget), self.prompt_budget
