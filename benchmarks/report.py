@@ -66,6 +66,12 @@ def paired_lines(entry: dict) -> list[str]:
             "seeds, 95% bootstrap CI over users):", "", *lines, ""]
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table: the first column left-aligned, the others right-aligned."""
+    return ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1),
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
 def accuracy_table(entry: dict, key: str) -> list[str]:
     shots = [str(m) for m in entry["shots"]]
     lines = ["| method | best epoch | prior width | seen acc | " + " | ".join(f"m={m}" for m in shots) + " |",
