@@ -1,7 +1,8 @@
 """On-device adaptation (numpy only): MAP logistic regression on frozen feature differences."""
 
 from rfm.adapt.logistic import ConvergenceWarning, MAPLogisticRegression, fit_choices
+from rfm.adapt.mixture import MixtureMAPLogisticRegression
 from rfm.adapt.query import rank_queries
 from rfm.adapt.user import UserAdapter
 
-__all__ = ["ConvergenceWarning", "MAPLogisticRegression", "UserAdapter", "fit_choices", "rank_queries"]
+__all__ = ["ConvergenceWarning", "MAPLogisticRegression", "MixtureMAPLogisticRegression", "UserAdapter", "fit_choices", "rank_queries"]

@@ -25,6 +25,7 @@ from rfm.data.jsonl import Pair, index_texts, load_pairs
 from rfm.errors import UsageError
 from rfm.runtime.artifact import Artifact, load_artifact
 from rfm.runtime.features import FeatureExtractor
+from rfm.runtime.model import artifact_adapter
 
 
 @dataclass
@@ -105,10 +106,7 @@ ADAPTER_PRIORS = {"map": "population", "l2": "none"}  # the old --adapter names
 def user_adapter(artifact: Artifact, prior: str = "population", C: float = 1.0, prior_scale: float = 1.0
                  ) -> UserAdapter:
     """The runtime's adapter for this artifact (a non-adaptive model always gives its one reward)."""
-    prior = ADAPTER_PRIORS.get(prior, prior)
-    if prior not in ("population", "none"):
-        raise UsageError("must be population or none", param="prior")
-    return UserAdapter(artifact.population(), prior, C, prior_scale, adaptive=artifact.adaptive)
+    return artifact_adapter(artifact, ADAPTER_PRIORS.get(prior, prior), C, prior_scale)
 
 
 PROTOCOLS = {True: "new-responses", False: "shared-responses"}

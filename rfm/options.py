@@ -31,6 +31,7 @@ class Prior(str, Enum):
 
     POPULATION = "population"  # MAP towards the population's weights (empirical Bayes)
     NONE = "none"  # plain L2 towards zero (the paper's)
+    MIXTURE = "mixture"  # a Gaussian at each training rater's weights, weighed by the user's choices
 
 
 def values(enum: type[Enum]) -> tuple[str, ...]:
@@ -110,8 +111,9 @@ class RuntimeOptions:
 class AdaptOptions:
     """The option of the commands that fit a user's weights (adapt, feedback)."""
 
-    prior: str | None = opt(None, "Adapter prior: the population's (empirical Bayes) or plain L2 towards zero. It "
-                            "is stored with the user; later feedback keeps it (default: the user's stored prior, "
+    prior: str | None = opt(None, "Adapter prior: the population's (empirical Bayes), plain L2 towards zero, or a "
+                            "mixture of Gaussians at the training raters' weights (measured: "
+                            "benchmarks/results/mixture_prior.md). It is stored with the user; later feedback keeps it (default: the user's stored prior, "
                             "else population).", Prior)
 
 
@@ -142,7 +144,8 @@ class EvalOptions:
     repeats: int = opt(5, "Random draws of each user's m choices.", min=1)
     seed: int = opt(0, "Seed of the draws.")
     prior: str = opt(Prior.POPULATION.value, "Adapter prior, as on the other runtime commands: the population's "
-                     "(empirical Bayes) or plain L2 towards zero (the paper's).", Prior)
+                     "(empirical Bayes), plain L2 towards zero (the paper's), or the mixture over the training "
+                     "raters' weights.", Prior)
     C: float = opt(1.0, "Inverse L2 strength for --prior none.", name="C")
     seen: bool = opt(False, "DATA is the seen-user test split: use each rater's trained weights.", flag=True)
     versus: str | None = opt(None, "Another artifact (e.g. the one-size model) scored on the same users and "

@@ -116,12 +116,22 @@ class Artifact:
         return prior
 
     def raters(self) -> tuple[list[str], np.ndarray] | None:
-        """Training raters' ids and weight rows, if the artifact carries them."""
+        """Training raters' ids and weight rows (n, d), if the artifact carries them."""
         path = self.root / "raters.npz"
         if not path.is_file():
             return None
-        with np.load(path) as z:
-            return [str(u) for u in z["user_ids"]], z["weights"].astype(np.float64)
+        data = self.read_verified("raters.npz") if "raters.npz" in self.manifest.files else None
+        try:
+            with np.load(io.BytesIO(data) if data is not None else path, allow_pickle=False) as z:
+                ids, weights = [str(u) for u in z["user_ids"]], z["weights"].astype(np.float64)
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise ArtifactError(f"{path}: unreadable rater weights ({type(exc).__name__}; re-export)") from None
+        if weights.ndim != 2 or weights.shape[1] != self.features or len(ids) != len(weights):
+            raise ArtifactError(f"{path}: rater weights have shape {weights.shape} for {len(ids)} ids, "
+                                f"the manifest says d = {self.features}")
+        if not np.all(np.isfinite(weights)):
+            raise ArtifactError(f"{path}: rater weights hold NaN or inf")
+        return ids, weights
 
 
 def load_artifact(root: str | os.PathLike, verify: str = "used") -> Artifact:

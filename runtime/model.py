@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from rfm.adapt import UserAdapter, rank_queries
+from rfm.adapt.user import ADAPTER_PRIORS
 from rfm.runtime.artifact import Artifact, load_artifact
 from rfm.runtime.features import FeatureExtractor
 from rfm.runtime.store import UserRecord, UserStore
@@ -29,13 +30,29 @@ class Ranked:
     score: float
 
 
+def artifact_adapter(artifact: Artifact, prior: str = "population", C: float = 1.0,
+                     prior_scale: float = 1.0) -> UserAdapter:
+    """How a user's choices become w under this artifact (a non-adaptive model always gives its one reward);
+    `prior="mixture"` centres a Gaussian at each training rater's row, so it needs the artifact's raters.npz."""
+    if prior not in ADAPTER_PRIORS:
+        raise UsageError(f"must be one of {', '.join(ADAPTER_PRIORS)}, got {prior!r}", param="prior")
+    rows = None
+    if prior == "mixture" and artifact.adaptive:
+        raters = artifact.raters()
+        if raters is None:
+            raise UsageError(f"{artifact.root}: the artifact carries no rater weights (raters.npz) for the mixture "
+                             "prior; re-export it with `rfm export`, or use the population prior", param="prior")
+        rows = raters[1]
+    return UserAdapter(artifact.population(), prior, C, prior_scale, adaptive=artifact.adaptive, rows=rows)
+
+
 class RewardModel:
     """Personalised reward r_u(x, y) = <phi(x, y), w_u> with per-user weights kept on local disk."""
 
     def __init__(self, artifact: Artifact, extractor: FeatureExtractor, store: UserStore,
                  prior: str | None = None, C: float = 1.0):
-        if prior not in (None, "population", "none"):
-            raise UsageError(f"must be population or none, got {prior!r}", param="prior")
+        if prior is not None and prior not in ADAPTER_PRIORS:
+            raise UsageError(f"must be one of {', '.join(ADAPTER_PRIORS)}, got {prior!r}", param="prior")
         self.artifact, self.extractor, self.store = artifact, extractor, store
         self.population = artifact.population()
         # None: each user keeps the prior their weights were fitted with (population for a new user).
@@ -60,7 +77,7 @@ class RewardModel:
         """How this model turns a user's choices into w under `prior` (default: the model's, else population)."""
         prior = prior or self.prior or "population"
         if prior not in self._adapters:
-            self._adapters[prior] = UserAdapter(self.population, prior, self.C, adaptive=self.artifact.adaptive)
+            self._adapters[prior] = artifact_adapter(self.artifact, prior, self.C)
         return self._adapters[prior]
 
     def weights(self, user: str) -> np.ndarray:

@@ -91,7 +91,7 @@ def parse_user_file(raw: bytes, source: str, d: int | None = None) -> UserRecord
         if not (np.all(np.isfinite(w)) and np.all(np.isfinite(deltas))):
             raise ValueError("NaN or inf in the weights")
         prior = data.get("prior", "population")
-        if prior not in ("population", "none"):
+        if prior not in ("population", "none", "mixture"):
             raise ValueError(f"unknown prior {prior!r}")
         return UserRecord(str(data["user_id"]), str(data["fingerprint"]), w, deltas, int(data["feedback_total"]),
                           float(data["created"]), float(data["updated"]), prior,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rfm.adapt import MAPLogisticRegression, rank_queries
+from rfm.adapt import MAPLogisticRegression, MixtureMAPLogisticRegression, UserAdapter, rank_queries
 from sklearn.linear_model import LogisticRegression
 
 
@@ -111,3 +111,66 @@ def test_query_choice_prefers_informative_pairs():
     assert rank_queries(candidates, mean, cov, "information")[0] == 1
     assert rank_queries(candidates, mean, cov, "uncertainty")[0] == 1
     assert rank_queries(candidates, mean, cov, "information")[-1] == 2
+
+
+def _mixture_by_hand(rows, cov, scale, X):
+    """One MAPLogisticRegression per component, weighed by its Laplace evidence (the definition)."""
+    fits, log_evidence = [], []
+    for row in rows:
+        model = MAPLogisticRegression(row, cov * scale).fit(X, np.ones(len(X)))
+        diff = model.coef_ - row
+        objective = np.logaddexp(0.0, -(X @ model.coef_)).sum() + 0.5 * diff @ model.precision_ @ diff
+        log_evidence.append(-objective + 0.5 * np.linalg.slogdet(model.covariance_)[1])
+        fits.append(model.coef_)
+    weights = np.exp(np.array(log_evidence) - max(log_evidence))
+    return weights / weights.sum() @ np.array(fits)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mixture_prior_matches_its_definition(seed):
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(size=(12, 6))
+    cov = np.cov(rows.T) + 0.05 * np.eye(6)
+    X = rng.normal(size=(15, 6))
+    model = MixtureMAPLogisticRegression(rows, cov, 0.3).fit(X, np.ones(15))
+    np.testing.assert_allclose(model.coef_, _mixture_by_hand(rows, cov, 0.3, X), atol=1e-8)
+    assert model.responsibilities_.shape == (12,) and abs(model.responsibilities_.sum() - 1) < 1e-12
+    # labels 0 are the same choices seen the other way round
+    flipped = MixtureMAPLogisticRegression(rows, cov, 0.3).fit(-X, np.zeros(15))
+    np.testing.assert_allclose(flipped.coef_, model.coef_, atol=1e-10)
+    empty = MixtureMAPLogisticRegression(rows, cov, 0.3).fit(np.zeros((0, 6)), np.zeros(0))
+    np.testing.assert_allclose(empty.coef_, rows.mean(0), atol=1e-12)
+    np.testing.assert_allclose(empty.covariance_, 0.3 * cov + np.cov(rows.T, bias=True), atol=1e-10)
+
+
+def test_mixture_prior_finds_a_users_group_from_few_choices():
+    """Two opposing taste groups: one Gaussian shrinks a new user towards the middle, the mixture to their group."""
+    rng = np.random.default_rng(0)
+    taste = np.array([2.0, 0.0, 0.0, 0.0])
+    rows = np.vstack([taste + 0.1 * rng.normal(size=(10, 4)), -taste + 0.1 * rng.normal(size=(10, 4))])
+    population = {"mean": rows.mean(0), "cov": np.cov(rows.T) + 0.01 * np.eye(4)}
+    X = rng.normal(size=(3, 4))
+    X *= np.sign(X @ taste)[:, None]  # three choices of a user from the first group
+    single = UserAdapter(population, "population").fit(X)
+    mixture = UserAdapter(population, "mixture", rows=rows)
+    w = mixture.fit(X)
+    assert mixture.estimator.responsibilities_[:10].sum() > 0.9  # measured 0.95 from three choices
+    assert w @ taste / np.linalg.norm(w) / 2 > 0.9 and np.linalg.norm(w - taste) < np.linalg.norm(single - taste)
+    mean, cov = mixture.posterior(X)
+    np.testing.assert_allclose(mean, w) and np.testing.assert_allclose(cov, cov.T)
+    assert np.all(np.linalg.eigvalsh(cov) > 0)
+    np.testing.assert_allclose(mixture.fit(np.zeros((0, 4))), population["mean"])
+
+
+def test_mixture_prior_needs_rows_and_finite_inputs():
+    population = {"mean": np.zeros(3), "cov": np.eye(3)}
+    with pytest.raises(ValueError, match="rows"):
+        UserAdapter(population, "mixture")
+    with pytest.raises(ValueError, match="prior must be one of"):
+        UserAdapter(population, "gaussian")
+    with pytest.raises(ValueError, match="does not match"):
+        MixtureMAPLogisticRegression(np.zeros((2, 3)), np.eye(4)).fit(np.ones((1, 3)), np.ones(1))
+    with pytest.raises(ValueError, match="NaN"):
+        MixtureMAPLogisticRegression(np.zeros((2, 3)), np.eye(3)).fit(np.full((1, 3), np.nan), np.ones(1))
+    with pytest.raises(ValueError, match="0/1"):
+        MixtureMAPLogisticRegression(np.zeros((2, 3)), np.eye(3)).fit(np.ones((1, 3)), np.full(1, 2.0))

@@ -119,6 +119,13 @@ def test_cli_reports_new_responses_first_and_shared_beside(tiny_artifact, scenar
     obj = json.loads(result.stdout)
     assert obj["heldout"]["protocol"] == "new-responses" and obj["heldout_shared_responses"]["users"] == 2
     assert obj["adapter"] == "map, prior none" and "margin_variance" in obj["prior_width"]
+    runs = {prior: json.loads(CliRunner().invoke(cli, ["eval", str(tiny_artifact), data, "--shots", "0,5", "--repeats",
+                                                       "2", "--precision", "fp32", "--json", "--prior", prior]).stdout)
+            for prior in ("population", "mixture")}
+    assert runs["mixture"]["adapter"] == "map, prior mixture"
+    shots = {prior: r["heldout"]["shots"] for prior, r in runs.items()}
+    assert shots["mixture"]["0"] == shots["population"]["0"]  # no choices: both give the population mean
+    assert shots["mixture"]["5"]["users"] == shots["population"]["5"]["users"] == 2
 
 
 def test_per_user_accuracies_pair_two_models(tiny_artifact, scenario2, tmp_path):

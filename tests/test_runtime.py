@@ -253,6 +253,34 @@ def test_a_users_prior_is_remembered_by_later_feedback(tiny_artifact, tmp_path):
     assert not np.allclose(w, later.adapter("population").fit(record.deltas))
 
 
+def test_mixture_prior_adapts_from_the_artifacts_rater_rows_and_is_remembered(tiny_artifact, tmp_path):
+    from rfm.runtime.model import artifact_adapter
+
+    model = RewardModel.load(tiny_artifact, device="cpu", store=tmp_path, prior="mixture")
+    model.feedback("u", "p", "a good one", "bad")
+    w = model.feedback("u", "p", "another good one", "worse")
+    record = RewardModel.load(tiny_artifact, device="cpu", store=tmp_path).store.read("u")
+    assert record.prior == "mixture"
+    rows = model.artifact.raters()[1]
+    assert model.adapter("mixture").estimator.responsibilities_.shape == (len(rows),)
+    assert np.allclose(w, model.adapter("mixture").fit(record.deltas))
+    assert not np.allclose(w, model.adapter("population").fit(record.deltas))
+    mean, cov = model.adapter("mixture").posterior(record.deltas)
+    assert np.allclose(mean, w) and np.all(np.linalg.eigvalsh(cov) > 0)
+
+    class NoRaters:  # an artifact exported without raters.npz
+        adaptive, root = True, tiny_artifact
+
+        def raters(self):
+            return None
+
+    with pytest.raises(UsageError, match=r"raters\.npz") as info:
+        artifact_adapter(NoRaters(), "mixture")
+    assert info.value.param == "prior"
+    with pytest.raises(UsageError, match="must be one of"):
+        RewardModel.load(tiny_artifact, device="cpu", store=tmp_path, prior="gaussian")
+
+
 def test_adapt_reads_stdin_and_delete_is_idempotent(tiny_artifact, tmp_path):
     runner = CliRunner()
     store = ["--store", str(tmp_path / "store")]
