@@ -29,7 +29,35 @@ def _check_finite(name: str, array: np.ndarray) -> None:
         raise ValueError(f"{name} contains NaN or inf")
 
 
-class MAPLogisticRegression:
+def check_examples(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) as float64, finite, with as many rows as labels and 0/1 labels; ValueError otherwise."""
+    X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
+    _check_finite("X", X)
+    if not np.all((y == 0) | (y == 1)):
+        raise ValueError("y must hold 0/1 labels")
+    return X, y
+
+
+class LinearClassifierMixin:
+    """decision_function / predict_proba / predict of a logistic model without intercept, from `coef_`."""
+
+    coef_: np.ndarray
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        return np.atleast_2d(np.asarray(X, dtype=np.float64)) @ self.coef_
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        p = sigmoid(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return (self.decision_function(X) > 0).astype(np.int64)
+
+
+class MAPLogisticRegression(LinearClassifierMixin):
     """Logistic regression without intercept, MAP under N(mean, cov) or L2 (`prior="none"`).
 
     A scikit-learn estimator: `__init__` only stores its parameters (`get_params`, `set_params` and
@@ -98,13 +126,7 @@ class MAPLogisticRegression:
         return mu, precision
 
     def _validate(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        if X.shape[0] != y.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
-        _check_finite("X", X)
-        if not np.all((y == 0) | (y == 1)):
-            raise ValueError("y must hold 0/1 labels")
+        X, y = check_examples(X, y)
         if getattr(self, "n_features_in_", None) not in (None, X.shape[1]):
             raise ValueError(f"X has {X.shape[1]} features, expected {self.n_features_in_}")
         return X, y
@@ -184,16 +206,6 @@ class MAPLogisticRegression:
                 hessian = (self._X.T * (p * (1.0 - p))) @ self._X + hessian
             self._cov_cache = np.linalg.inv(hessian)
         return self._cov_cache
-
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        return np.atleast_2d(np.asarray(X, dtype=np.float64)) @ self.coef_
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        p = sigmoid(self.decision_function(X))
-        return np.column_stack([1.0 - p, p])
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return (self.decision_function(X) > 0).astype(np.int64)
 
     @property
     def n_samples_(self) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from rfm.adapt.logistic import ConvergenceWarning, sigmoid
+from rfm.adapt.logistic import ConvergenceWarning, LinearClassifierMixin, check_examples, sigmoid
 
 MIXTURE_SCALE = 0.3  # each component's covariance, as a fraction of the shipped prior's (measured: head_sweep.md)
 
@@ -23,7 +23,7 @@ def _hessians(curvature: np.ndarray, X: np.ndarray, P: np.ndarray) -> np.ndarray
     return (X.T[None] * curvature[:, None, :]) @ X + P
 
 
-class MixtureMAPLogisticRegression:
+class MixtureMAPLogisticRegression(LinearClassifierMixin):
     """Logistic regression without intercept, w the posterior mean under an equal mixture of Gaussian priors.
 
     `rows` (k, d): the components' means (the training raters' weight rows); `cov` (d, d): the shipped
@@ -63,14 +63,7 @@ class MixtureMAPLogisticRegression:
     def fit(self, X: np.ndarray, y: np.ndarray) -> MixtureMAPLogisticRegression:
         """Fit every component on (X, y) and weigh them by their evidence; no rows gives the mixture's mean."""
         rows, P = self._prior()
-        X = np.atleast_2d(np.asarray(X, dtype=np.float64)).reshape(-1, rows.shape[1])
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        if X.shape[0] != y.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
-        if not np.all(np.isfinite(X)):
-            raise ValueError("X contains NaN or inf")
-        if not np.all((y == 0) | (y == 1)):
-            raise ValueError("y must hold 0/1 labels")
+        X, y = check_examples(np.reshape(X, (-1, rows.shape[1])), y)
         self.n_features_in_, self.classes_ = rows.shape[1], np.array([0, 1])
         signed = X * (2.0 * y - 1.0)[:, None]  # every example as a positive one of its signed row
         fits, hessians, objective = self._newton(signed, rows, P)
@@ -124,13 +117,3 @@ class MixtureMAPLogisticRegression:
         p = sigmoid(W @ X.T)
         hessians = _hessians(p * (1.0 - p), X, P)
         return W, hessians, f
-
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        return np.atleast_2d(np.asarray(X, dtype=np.float64)) @ self.coef_
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        p = sigmoid(self.decision_function(X))
-        return np.column_stack([1.0 - p, p])
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return (self.decision_function(X) > 0).astype(np.int64)

@@ -43,15 +43,14 @@ def measure(art: Path, split: Path, seed: int, shots) -> dict:
     extractor = FeatureExtractor(artifact, device="cpu", precision=precision)
     pairs = load_pairs(split / "heldout.jsonl")
     users = group_by_user(pairs, featurise_pairs(extractor, pairs))
-    rows = {}
-    for prior in PRIORS:
+    adapters, rows = {prior: user_adapter(artifact, prior) for prior in PRIORS}, {}
+    for prior, adapter in adapters.items():
         started = time.perf_counter()
-        result = evaluate_heldout(users, user_adapter(artifact, prior), shots, REPEATS, seed, disjoint=True,
-                                  by_user=True)
+        result = evaluate_heldout(users, adapter, shots, REPEATS, seed, disjoint=True, by_user=True)
         fits = len(users) * REPEATS * sum(1 for m in shots if m)
         rows[prior] = {"seed": seed, "precision": precision, "new_responses": result,
                        "ms_per_fit": round(1e3 * (time.perf_counter() - started) / max(fits, 1), 2)}
-    rows["mixture"]["components"] = len(artifact.raters()[1])
+    rows["mixture"]["components"] = len(adapters["mixture"].estimator.rows)
     return rows
 
 
