@@ -113,8 +113,8 @@ class AdaptOptions:
 
     prior: str | None = opt(None, "Adapter prior: the population's (empirical Bayes), plain L2 towards zero, or a "
                             "mixture of Gaussians at the training raters' weights (measured: "
-                            "benchmarks/results/mixture_prior.md). It is stored with the user; later feedback keeps it (default: the user's stored prior, "
-                            "else population).", Prior)
+                            "benchmarks/results/mixture_prior.md). It is stored with the user; later feedback "
+                            "keeps it (default: the user's stored prior, else population).", Prior)
 
 
 @dataclass

@@ -97,16 +97,21 @@ class Artifact:
             if sha256_file(path) != files[name]:
                 raise ArtifactError(f"{path}: sha256 does not match {MANIFEST} (file changed or corrupt; re-export)")
 
+    def _npz(self, name: str, what: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """These arrays of an .npz side file, sha-checked when the manifest lists it; ArtifactError names `what`."""
+        path = self.root / name
+        data = self.read_verified(name) if name in self.manifest.files else None
+        try:
+            with np.load(io.BytesIO(data) if data is not None else path, allow_pickle=False) as z:
+                return {key: z[key] for key in keys}
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise ArtifactError(f"{path}: unreadable {what} ({type(exc).__name__}; re-export)") from None
+
     def population(self) -> dict[str, np.ndarray]:
         """The population prior over user weights: mean (d,), cov (d, d), count."""
         path = self.root / "population.npz"
-        data = self.read_verified("population.npz") if "population.npz" in self.manifest.files else None
-        try:
-            with np.load(io.BytesIO(data) if data is not None else path, allow_pickle=False) as z:
-                prior = {"mean": z["mean"].astype(np.float64), "cov": z["cov"].astype(np.float64),
-                         "count": int(z["count"])}
-        except (OSError, ValueError, KeyError, EOFError) as exc:
-            raise ArtifactError(f"{path}: unreadable population prior ({type(exc).__name__}; re-export)") from None
+        z = self._npz("population.npz", "population prior", ("mean", "cov", "count"))
+        prior = {"mean": z["mean"].astype(np.float64), "cov": z["cov"].astype(np.float64), "count": int(z["count"])}
         d = self.features
         if prior["mean"].shape != (d,) or prior["cov"].shape != (d, d):
             raise ArtifactError(f"{path}: population prior has shape {prior['mean'].shape} / {prior['cov'].shape}, "
@@ -120,12 +125,8 @@ class Artifact:
         path = self.root / "raters.npz"
         if not path.is_file():
             return None
-        data = self.read_verified("raters.npz") if "raters.npz" in self.manifest.files else None
-        try:
-            with np.load(io.BytesIO(data) if data is not None else path, allow_pickle=False) as z:
-                ids, weights = [str(u) for u in z["user_ids"]], z["weights"].astype(np.float64)
-        except (OSError, ValueError, KeyError, EOFError) as exc:
-            raise ArtifactError(f"{path}: unreadable rater weights ({type(exc).__name__}; re-export)") from None
+        z = self._npz("raters.npz", "rater weights", ("user_ids", "weights"))
+        ids, weights = [str(u) for u in z["user_ids"]], z["weights"].astype(np.float64)
         if weights.ndim != 2 or weights.shape[1] != self.features or len(ids) != len(weights):
             raise ArtifactError(f"{path}: rater weights have shape {weights.shape} for {len(ids)} ids, "
                                 f"the manifest says d = {self.features}")

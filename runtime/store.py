@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rfm.adapt.user import ADAPTER_PRIORS
 
 from rfm.errors import RfmError, UsageError
 from rfm.fileio import atomic_open
@@ -91,7 +92,7 @@ def parse_user_file(raw: bytes, source: str, d: int | None = None) -> UserRecord
         if not (np.all(np.isfinite(w)) and np.all(np.isfinite(deltas))):
             raise ValueError("NaN or inf in the weights")
         prior = data.get("prior", "population")
-        if prior not in ("population", "none", "mixture"):
+        if prior not in ADAPTER_PRIORS:
             raise ValueError(f"unknown prior {prior!r}")
         return UserRecord(str(data["user_id"]), str(data["fingerprint"]), w, deltas, int(data["feedback_total"]),
                           float(data["created"]), float(data["updated"]), prior,
