@@ -29,7 +29,6 @@ Variants (everything not named stays at `rfm train`'s default):
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -42,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from cli_args import benchmark_parser  # noqa: E402
 from personalization import REPEATS, SHOTS_SYNTHETIC, prepare  # noqa: E402
 from report import markdown_table  # noqa: E402
 from rfm.adapt import UserAdapter  # noqa: E402
@@ -225,11 +225,7 @@ def report(results: dict, out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    parser.add_argument("--seeds", default="0,1,2")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--dataset", default="taste", help="A synthetic dataset of personalization.py.")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"Comma-separated subset of: {', '.join(VARIANTS)}.")
     args = parser.parse_args()

@@ -12,7 +12,6 @@ covariance at every training rater's row (`rfm.adapt.mixture`). The one-size row
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -24,7 +23,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from personalization import METHODS, REAL_DATASETS, REPEATS, SHOTS_REAL, SHOTS_SYNTHETIC, prepare, train_and_export  # noqa: E402,I001
+from cli_args import benchmark_parser  # noqa: E402
+from personalization import (  # noqa: E402
+    METHODS,
+    REAL_DATASETS,
+    REPEATS,
+    SHOTS_REAL,
+    SHOTS_SYNTHETIC,
+    prepare,
+    train_and_export,
+)
 from report import _mean_shots, markdown_table, paired_differences  # noqa: E402
 from rfm.runtime import FeatureExtractor, load_artifact  # noqa: E402
 
@@ -92,11 +100,7 @@ def report(results: dict, out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    parser.add_argument("--seeds", default="0,1,2")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--datasets", default=",".join(DATASETS), help=f"Comma-separated subset of {', '.join(DATASETS)}.")
     args = parser.parse_args()
     names = args.datasets.split(",")

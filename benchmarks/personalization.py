@@ -41,7 +41,6 @@ reward of the pick is normalised so that a random pick scores 0 and the oracle 1
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -53,7 +52,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from cli_args import benchmark_parser  # noqa: E402
 from rfm.adapt import UserAdapter  # noqa: E402
 from rfm.runtime import FeatureExtractor, load_artifact  # noqa: E402
 
@@ -287,11 +288,7 @@ def update_ceilings(results_path: Path, splits: dict[str, Path], work: Path, see
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    parser.add_argument("--seeds", default="0,1,2")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--datasets", default=None, help="Comma-separated subset (default: all).")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",

@@ -14,7 +14,6 @@ the judge's own row, which was fitted to the pairs being scored), and sets that 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from cli_args import benchmark_parser  # noqa: E402
 from report import markdown_table  # noqa: E402
 from rfm.adapt import MAPLogisticRegression, MixtureMAPLogisticRegression, fit_choices  # noqa: E402
 from rfm.adapt.mixture import MIXTURE_SCALE  # noqa: E402
@@ -126,11 +126,8 @@ def reading(rows: list[dict]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    parser.add_argument("--datasets", default=",".join(DATASETS))
-    parser.add_argument("--seeds", default="0,1,2")
+    parser = benchmark_parser(__doc__, data_dir=False)
+    parser.add_argument("--datasets", default=",".join(DATASETS), help=f"Comma-separated subset of {', '.join(DATASETS)}.")
     args = parser.parse_args()
     work, out = Path(args.work), Path(args.out)
     mixture = json.loads((out / "mixture_prior.json").read_text())["datasets"]

@@ -19,7 +19,6 @@ Writes benchmarks/results/prompt_budget.{json,md}. Trained models are cached und
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from cli_args import benchmark_parser  # noqa: E402
 from personalization import SHOTS_REAL, _split, evaluate_artifact, train_and_export  # noqa: E402
 from rfm.runtime import FeatureExtractor, RewardModel, load_artifact  # noqa: E402
 
@@ -83,13 +83,9 @@ def runtime_only_cut(art: Path, pairs: list, budgets: list[int], threads: int) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work"))
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--budgets", default="32,64")
-    parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
     work, data = Path(args.work), Path(args.data_dir)
     work.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,6 @@ Writes benchmarks/results/prompt_budget_dialogue.{json,md}; models are cached un
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from cli_args import benchmark_parser  # noqa: E402
 from personalization import train_and_export  # noqa: E402
 from rfm.runtime import FeatureExtractor, load_artifact  # noqa: E402
 from rfm.runtime.tokenize import load_tokenizer_file  # noqa: E402
@@ -73,11 +73,8 @@ def prompt_facts(pairs: list, budgets: list[int]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__, data_dir=False, work=ROOT / "benchmarks" / "work" / "hh")
     parser.add_argument("--budgets", default="32")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "hh"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -20,7 +20,6 @@ Writes benchmarks/results/taste_scaling.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from cli_args import benchmark_parser  # noqa: E402
 from personalization import (  # noqa: E402
     LINEAR_READOUT,
     SHOTS_SYNTHETIC,
@@ -173,10 +173,7 @@ def report(results: dict, out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser = benchmark_parser(__doc__, seeds=False)
     parser.add_argument("--configs", default=None,
                         help="Comma-separated subset, e.g. '112x240' (default: all); the others' results are kept.")
     args = parser.parse_args()

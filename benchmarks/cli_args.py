@@ -1,0 +1,23 @@
+"""The options the benchmark scripts share: where the data, the work dir and the results live, and the seeds."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def benchmark_parser(doc: str | None, data_dir: bool = True, seeds: bool = True,
+                     work: Path = ROOT / "benchmarks" / "work") -> argparse.ArgumentParser:
+    """An argument parser with the script's docstring as its help and --data-dir, --work, --out, --seeds."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if data_dir:
+        parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"),
+                            help="The shared data (default: %(default)s).")
+    parser.add_argument("--work", default=str(work), help="Splits, cached models and stages (default: %(default)s).")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"),
+                        help="Where the results are written (default: %(default)s).")
+    if seeds:
+        parser.add_argument("--seeds", default="0,1,2", help="Comma-separated training seeds (default: %(default)s).")
+    return parser
