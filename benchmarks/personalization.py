@@ -270,6 +270,23 @@ def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: l
     return entry
 
 
+def keep_earlier_variants(entry: dict, earlier: dict | None) -> dict:
+    """The new entry, with the variant rows an earlier run measured and this one did not (before the ceilings),
+    each labelled with the command that measured it, so a re-run without `--variant` loses nothing."""
+    if not earlier:
+        return entry
+    kept = {name: rows for name, rows in earlier["methods"].items()
+            if name not in entry["methods"] and "(ceiling)" not in name}
+    if not kept:
+        return entry
+    methods = entry["methods"]
+    ceilings = {name: rows for name, rows in methods.items() if "(ceiling)" in name}
+    entry["methods"] = {**{n: r for n, r in methods.items() if n not in ceilings}, **kept, **ceilings}
+    earlier_labels = earlier.get("kept_rows", {})
+    entry["kept_rows"] = {name: earlier_labels.get(name, earlier.get("measured_by")) for name in kept}
+    return entry
+
+
 def update_ceilings(results_path: Path, splits: dict[str, Path], work: Path, seed: int, command: str,
                     out: Path) -> None:
     """Replace the ceiling rows of the synthetic datasets already in the results file (models untouched)."""
@@ -320,8 +337,9 @@ def main() -> None:
         update_ceilings(results_path, splits, work, seeds[0], command + " --ceilings-only", out)
         return
     for dataset, split in splits.items():
-        results["datasets"][dataset] = run_dataset(dataset, split, work, seeds, pool, started)
-        results["datasets"][dataset]["measured_by"] = f"{command} (finished {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
+        entry = run_dataset(dataset, split, work, seeds, pool, started)
+        entry["measured_by"] = f"{command} (finished {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
+        results["datasets"][dataset] = keep_earlier_variants(entry, results["datasets"].get(dataset))
         results_path.write_text(json.dumps(results, indent=1))
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     results_path.write_text(json.dumps(results, indent=1))

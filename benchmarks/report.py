@@ -103,6 +103,8 @@ def personalization_report(path: Path, out: Path) -> None:
         lines += [f"## {dataset}", "", *([f"Measured by `{entry['measured_by']}`.", ""] if entry.get("measured_by") else []),
                   *([f"Ceiling rows recomputed by `{entry['ceilings_measured_by']}`.", ""]
                     if entry.get("ceilings_measured_by") else []),
+                  *([f"Rows kept from an earlier run: {'; '.join(f'{n} (`{by}`)' for n, by in entry['kept_rows'].items())}.",
+                     ""] if entry.get("kept_rows") else []),
                   f"{split.get('train_users', '?')} training raters, "
                   f"{split.get('heldout_users', '?')} held-out users; {first['users']} of them at every m "
                   f"({first['excluded_users']} left out: too few pairs for the largest m with a new-response "
