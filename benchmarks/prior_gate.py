@@ -28,26 +28,22 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from cli_args import benchmark_parser  # noqa: E402
 from report import markdown_table  # noqa: E402
-from rfm.adapt import MAPLogisticRegression, MixtureMAPLogisticRegression, fit_choices  # noqa: E402
+from rfm.adapt import MAPLogisticRegression, MixtureMAPLogisticRegression  # noqa: E402
 from rfm.adapt.mixture import MIXTURE_SCALE  # noqa: E402
 from rfm.train import run as train_run  # noqa: E402
 from rfm.train.prior import SELECTION_DRAWS  # noqa: E402
-from rfm.train.selection import FewShotTask, fewshot_tasks  # noqa: E402
+from rfm.train.selection import FewShotTask, fewshot_scores, fewshot_tasks  # noqa: E402
 from rfm.train.trainer import TrainConfig, judging  # noqa: E402
 
 DATASETS = ("taste", "s2", "s2-small", "jester", "tldr")
 HELDOUT_SHOTS = ("5", "10", "20")
 
 
-def fewshot(delta: np.ndarray, tasks: list[FewShotTask], adapter_for) -> tuple[float, float]:
-    """(accuracy averaged per task, log-likelihood per pair) of each task's adapted w on its test pairs."""
-    accuracies, loglik, count = [], 0.0, 0
-    for task in tasks:
-        margin = delta[task.test] @ fit_choices(adapter_for(task), delta[task.adapt])
-        accuracies.append(float(np.mean((margin > 0) + 0.5 * (margin == 0))))
-        loglik -= float(np.logaddexp(0.0, -margin).sum())
-        count += len(task.test)
-    return float(np.mean(accuracies)), loglik / count
+def fewshot_per_task(delta: np.ndarray, tasks: list[FewShotTask], adapter_for) -> tuple[float, float]:
+    """`fewshot_scores` with each task's own estimator: (accuracy averaged per task, log-likelihood per pair)."""
+    scores = [fewshot_scores(delta, [task], adapter_for(task)) for task in tasks]
+    return (float(np.mean([acc for acc, _ in scores])),
+            float(np.average([loglik for _, loglik in scores], weights=[len(t.test) for t in tasks])))
 
 
 def judges_verdict(split: Path, seed: int, cached_run: Path) -> dict:
@@ -76,7 +72,6 @@ def judges_verdict(split: Path, seed: int, cached_run: Path) -> dict:
     tasks = fewshot_tasks(data.user, judge.tasks_val, data.a, data.b, draws=SELECTION_DRAWS, seed=cfg.seed,
                           rows=judge.tasks_rows)
     delta = phi[data.a] - phi[data.b]
-    population = MAPLogisticRegression(prior["mean"], prior["cov"])
     mixtures: dict[int, MixtureMAPLogisticRegression] = {}
 
     def mixture_for(task: FewShotTask) -> MixtureMAPLogisticRegression:
@@ -85,8 +80,8 @@ def judges_verdict(split: Path, seed: int, cached_run: Path) -> dict:
             mixtures[rater] = MixtureMAPLogisticRegression(np.delete(rows, rater, axis=0), prior["cov"], MIXTURE_SCALE)
         return mixtures[rater]
 
-    pop_acc, pop_ll = fewshot(delta, tasks, lambda task: population)
-    mix_acc, mix_ll = fewshot(delta, tasks, mixture_for)
+    pop_acc, pop_ll = fewshot_scores(delta, tasks, MAPLogisticRegression(prior["mean"], prior["cov"]))
+    mix_acc, mix_ll = fewshot_per_task(delta, tasks, mixture_for)
     return {"judges": "held-out raters" if judge.judges.any() else "training raters' validation pairs",
             "judge_count": len({int(data.user[t.test[0]]) for t in tasks}), "tasks": len(tasks),
             "test_pairs": int(sum(len(t.test) for t in tasks)),
