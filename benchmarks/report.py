@@ -89,6 +89,14 @@ def accuracy_table(entry: dict, key: str) -> list[str]:
     return lines
 
 
+def _kept_rows(labels: dict[str, str]) -> str:
+    """'a, b (`command`); c (`other command`)': the kept rows grouped by the run that measured them."""
+    by_run: dict[str, list[str]] = {}
+    for name, run in labels.items():
+        by_run.setdefault(run, []).append(name)
+    return "; ".join(f"{', '.join(names)} (`{run}`)" for run, names in by_run.items())
+
+
 def personalization_report(path: Path, out: Path) -> None:
     from rfm.plots import Curve, plot_accuracy
 
@@ -103,8 +111,8 @@ def personalization_report(path: Path, out: Path) -> None:
         lines += [f"## {dataset}", "", *([f"Measured by `{entry['measured_by']}`.", ""] if entry.get("measured_by") else []),
                   *([f"Ceiling rows recomputed by `{entry['ceilings_measured_by']}`.", ""]
                     if entry.get("ceilings_measured_by") else []),
-                  *([f"Rows kept from an earlier run: {'; '.join(f'{n} (`{by}`)' for n, by in entry['kept_rows'].items())}.",
-                     ""] if entry.get("kept_rows") else []),
+                  *([f"Rows kept from an earlier run: {_kept_rows(entry['kept_rows'])}.", ""]
+                    if entry.get("kept_rows") else []),
                   f"{split.get('train_users', '?')} training raters, "
                   f"{split.get('heldout_users', '?')} held-out users; {first['users']} of them at every m "
                   f"({first['excluded_users']} left out: too few pairs for the largest m with a new-response "
