@@ -51,8 +51,13 @@ from rfm.data.synth import SyntheticRaters, sidecar_path, synthesise  # noqa: E4
 from rfm.pipeline import cached_json  # noqa: E402
 
 RATERS, PAIRS_PER_RATER, HELDOUT_PAIRS = 160, 300, 150
-# (training raters, training pairs per rater); taste itself is 28 x 120
-CONFIGS = ((28, 120), (56, 120), (112, 120), (28, 240), (112, 240))
+# (training raters, training pairs per rater); taste itself is 28 x 120; 112 x 30 spreads 28 x 120's 3,360
+# labels over 4x the people
+CONFIGS = ((28, 120), (56, 120), (112, 120), (28, 240), (112, 240), (112, 30))
+# Configs whose raters keep a seeded random P of their training pairs, not the first P: `rfm data synth`
+# writes each rater's pairs in pool order, so the first 30 of 112 raters would cover only ~320 distinct
+# pool pairs (28 x 120's first 120: ~1,030); a label budget spread over more people meets more responses.
+SPREAD = ((112, 30),)
 SEEDS = (0, 1, 2)
 RFM_OPTIONS = {"kind": "rfm", "judge_frac": 0.0}
 # configs also trained with rfm train's default judges (15% of the raters kept out of training to judge
@@ -92,13 +97,30 @@ def prepare(work: Path, data_dir: Path) -> tuple[Path, SyntheticRaters, list[str
     return split, SyntheticRaters.load(sidecar_path(synth)), order
 
 
+def _random_per_user(pairs, limit: int, users: list[str], seed: int = 0) -> list:
+    """A seeded random `limit` of each of `users`' pairs, in file order."""
+    rows: dict[str, list[int]] = {u: [] for u in users}
+    for i, p in enumerate(pairs):
+        if p.user_id in rows:
+            rows[p.user_id].append(i)
+    rng = np.random.default_rng(seed)
+    keep = {i for u in users for i in rng.choice(rows[u], size=min(limit, len(rows[u])), replace=False).tolist()}
+    return [p for i, p in enumerate(pairs) if i in keep]
+
+
+def training_pairs(split: Path, users: list[str], per_user: int) -> list:
+    """The training pairs of a config: each rater's first `per_user`, or a random `per_user` for SPREAD configs."""
+    pick = _random_per_user if (len(users), per_user) in SPREAD else _first_per_user
+    return pick(load_pairs(split / "train.jsonl"), per_user, users)
+
+
 def subset(split: Path, folder: Path, users: list[str], per_user: int) -> Path:
-    """A split dir with the first `per_user` training pairs of `users`, their seen pairs, and the shared
-    held-out users (first HELDOUT_PAIRS each)."""
+    """A split dir with the config's training pairs of `users` (`training_pairs`), their seen pairs, and the
+    shared held-out users (first HELDOUT_PAIRS each)."""
     if (folder / "heldout.jsonl").is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    write_pairs(folder / "train.jsonl", _first_per_user(load_pairs(split / "train.jsonl"), per_user, users))
+    write_pairs(folder / "train.jsonl", training_pairs(split, users, per_user))
     chosen = set(users)
     write_pairs(folder / "seen_test.jsonl", [p for p in load_pairs(split / "seen_test.jsonl") if p.user_id in chosen])
     write_pairs(folder / "heldout.tmp", _first_per_user(load_pairs(split / "heldout.jsonl"), HELDOUT_PAIRS))
@@ -145,7 +167,7 @@ def report(results: dict, out: Path) -> None:
              __doc__.split("\n\n")[1].replace("\n", " "), "",
              "Summary at m = 20 (new responses; RFM mean ± sd over 3 training seeds; paired difference over the "
              "same 48 users with a 95% bootstrap CI):", "",
-             "| training raters x pairs each | training pairs | RFM m=20 | one-size m=20 | RFM - one-size (points) "
+             "| training raters x pairs each | training pairs (distinct) | RFM m=20 | one-size m=20 | RFM - one-size (points) "
              "| linear read-out ceiling | true attributes ceiling | RFM m=50 | best epochs | train s |",
              "|---|---:|---:|---:|---|---:|---:|---:|---|---:|"]
     rows = [(name, entry, method) for name, entry in results["configs"].items()
@@ -158,7 +180,8 @@ def report(results: dict, out: Path) -> None:
         acc = {m: [r["new_responses"]["shots"][m]["accuracy"] for r in rfm] for m in ("20", "50")}
         diff = (paired_differences(rfm, one) or {}).get("20")
         ceiling = {k: methods[k][0]["new_responses"]["shots"]["20"]["accuracy"] for k in (LINEAR_READOUT, TRUE_ATTRIBUTES)}
-        lines.append(f"| {name} | {entry['training_raters'] * entry['training_pairs_per_rater']:,} | "
+        lines.append(f"| {name} | {entry['training_raters'] * entry['training_pairs_per_rater']:,} "
+                     f"({entry.get('distinct_training_pairs', '?'):,}) | "
                      f"{np.mean(acc['20']):.3f} ± {np.std(acc['20']):.3f} | "
                      f"{one[0]['new_responses']['shots']['20']['accuracy']:.3f} | "
                      + (f"{100 * diff['diff']:+.1f} [{100 * diff['ci95'][0]:+.1f}, {100 * diff['ci95'][1]:+.1f}]"
@@ -197,6 +220,12 @@ def main() -> None:
         (out / "taste_scaling.json").write_text(json.dumps(results, indent=1))
     results["total_seconds"] += round(time.perf_counter() - started, 1)
     results["configs"] = {f"{r}x{p}": results["configs"][f"{r}x{p}"] for r, p in CONFIGS if f"{r}x{p}" in results["configs"]}
+    for n_raters, per_user in CONFIGS:
+        entry = results["configs"].get(f"{n_raters}x{per_user}")
+        if entry is None:
+            continue
+        pairs = training_pairs(split, order[:n_raters], per_user)
+        entry["distinct_training_pairs"] = len({(p.prompt, frozenset((p.chosen, p.rejected))) for p in pairs})
     path.write_text(json.dumps(results, indent=1))
     report(results, out)
 
