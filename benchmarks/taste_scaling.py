@@ -6,14 +6,16 @@ move it. This measures whether more people, or more choices per person, close th
 taste population (Scenario 3 over the personalisation pool, 160 raters x 300 pairs, seed 0, temperature
 0.1), one split (30% of raters held out: the same 48 held-out users, each with their first 150 pairs,
 for every row), and nested subsets of the training raters: the first R of a fixed order, each with
-the first P of their training pairs. `--judge-frac 0` in every row, so only the amount of data changes
+the first P of their training pairs; 112 x 30 spreads 28 x 120's 3,360 labels over 4x the people, each
+with a seeded random 30 of their training pairs (the first 30 would cover only ~320 distinct pool pairs;
+the table counts each row's distinct pairs). `--judge-frac 0` in every row, so only the amount of data changes
 between them; 112 x 120 is also trained with rfm train's default, which from 40 raters on keeps 15%
 of them out of training to judge the epochs and the prior ("rfm, default judges"). Protocol otherwise as
 `benchmarks/personalization.py`: new responses, the same users at every m, 3 draws, RFM mean of 3
 training seeds, int8 through the runtime (fp32 where the export refused the int8 graph, marked); one-size
 trained once (seed 0).
 
-    .venv/bin/python benchmarks/taste_scaling.py      # ~75 min on a 2-core CPU (embedding cache warm)
+    .venv/bin/python benchmarks/taste_scaling.py      # ~90 min on a 2-core CPU (embedding cache warm)
 
 Writes benchmarks/results/taste_scaling.{json,md}.
 """
