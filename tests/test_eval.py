@@ -153,6 +153,7 @@ def test_per_user_accuracies_pair_two_models(tiny_artifact, scenario2, tmp_path)
                                           for m, row in result["shots"].items()}}}
     assert abs(report.paired_differences([worse], [run])["0"]["diff"] + 0.1) < 1e-12
     assert report.paired_differences([{"new_responses": {"shots": {"0": {"accuracy": 0.5}}}}], [run]) is None
+    assert report._kept_rows({"a": "run 1", "b": "run 2", "c": "run 1"}) == "a, c (`run 1`); b (`run 2`)"
 
 
 def test_versus_pairs_two_artifacts_on_the_same_users_and_draws(tiny_artifact, scenario2, tmp_path):
