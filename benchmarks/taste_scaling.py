@@ -110,10 +110,10 @@ def _random_per_user(pairs, limit: int, users: list[str], seed: int = 0) -> list
     return [p for i, p in enumerate(pairs) if i in keep]
 
 
-def training_pairs(split: Path, users: list[str], per_user: int) -> list:
+def training_pairs(pairs: list, users: list[str], per_user: int) -> list:
     """The training pairs of a config: each rater's first `per_user`, or a random `per_user` for SPREAD configs."""
     pick = _random_per_user if (len(users), per_user) in SPREAD else _first_per_user
-    return pick(load_pairs(split / "train.jsonl"), per_user, users)
+    return pick(pairs, per_user, users)
 
 
 def subset(split: Path, folder: Path, users: list[str], per_user: int) -> Path:
@@ -122,7 +122,7 @@ def subset(split: Path, folder: Path, users: list[str], per_user: int) -> Path:
     if (folder / "heldout.jsonl").is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    write_pairs(folder / "train.jsonl", training_pairs(split, users, per_user))
+    write_pairs(folder / "train.jsonl", training_pairs(load_pairs(split / "train.jsonl"), users, per_user))
     chosen = set(users)
     write_pairs(folder / "seen_test.jsonl", [p for p in load_pairs(split / "seen_test.jsonl") if p.user_id in chosen])
     write_pairs(folder / "heldout.tmp", _first_per_user(load_pairs(split / "heldout.jsonl"), HELDOUT_PAIRS))
@@ -183,8 +183,8 @@ def report(results: dict, out: Path) -> None:
         diff = (paired_differences(rfm, one) or {}).get("20")
         ceiling = {k: methods[k][0]["new_responses"]["shots"]["20"]["accuracy"] for k in (LINEAR_READOUT, TRUE_ATTRIBUTES)}
         lines.append(f"| {name} | {entry['training_raters'] * entry['training_pairs_per_rater']:,} "
-                     f"({entry.get('distinct_training_pairs', '?'):,}) | "
-                     f"{np.mean(acc['20']):.3f} ± {np.std(acc['20']):.3f} | "
+                     + (f"({entry['distinct_training_pairs']:,}) | " if "distinct_training_pairs" in entry else "| ")
+                     + f"{np.mean(acc['20']):.3f} ± {np.std(acc['20']):.3f} | "
                      f"{one[0]['new_responses']['shots']['20']['accuracy']:.3f} | "
                      + (f"{100 * diff['diff']:+.1f} [{100 * diff['ci95'][0]:+.1f}, {100 * diff['ci95'][1]:+.1f}]"
                         if diff else "-")
@@ -222,11 +222,12 @@ def main() -> None:
         (out / "taste_scaling.json").write_text(json.dumps(results, indent=1))
     results["total_seconds"] += round(time.perf_counter() - started, 1)
     results["configs"] = {f"{r}x{p}": results["configs"][f"{r}x{p}"] for r, p in CONFIGS if f"{r}x{p}" in results["configs"]}
+    train = load_pairs(split / "train.jsonl")
     for n_raters, per_user in CONFIGS:
         entry = results["configs"].get(f"{n_raters}x{per_user}")
         if entry is None:
             continue
-        pairs = training_pairs(split, order[:n_raters], per_user)
+        pairs = training_pairs(train, order[:n_raters], per_user)
         entry["distinct_training_pairs"] = len({(p.prompt, frozenset((p.chosen, p.rejected))) for p in pairs})
     path.write_text(json.dumps(results, indent=1))
     report(results, out)
