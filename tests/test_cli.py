@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 from conftest import ROOT
@@ -20,6 +21,21 @@ COMMANDS = [["data", "convert"], ["data", "split"], ["data", "synth"], ["data", 
 def test_every_command_has_help(command):
     result = CliRunner().invoke(cli, [*command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def _leaf_commands(group: click.Group, path: tuple[str, ...] = ()):
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _leaf_commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def test_every_option_says_what_it_does():
+    undocumented = [f"rfm {' '.join(path)} {option.opts[0]}" for path, command in _leaf_commands(cli)
+                    for option in command.params
+                    if isinstance(option, click.Option) and not option.hidden and not option.help]
+    assert not undocumented, f"options without help text: {undocumented}"
 
 
 def test_readme_cli_reference_is_in_sync():

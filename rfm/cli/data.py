@@ -63,7 +63,7 @@ def convert(fmt: str, src: tuple[str, ...], output: str, min_gap: float, max_pai
               help="Users with fewer pairs go to neither side (reported).")
 @click.option("--seen-frac", type=float, default=0.2, show_default=True,
               help="Share of each training rater's pairs kept for seen-user evaluation.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of which users are held out and which pairs go to seen_test (same seed, same split).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), required=True,
               help="Output dir: train.jsonl, heldout.jsonl, seen_test.jsonl, split.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
@@ -93,12 +93,13 @@ def split(src: str, holdout_users: float, min_pairs: int, seen_frac: float, seed
               help="1: raters broadly agree; 2: two groups with opposing weights; 3: taste: each rater has one "
               "checkable taste (detailed/brief, lists/prose, casual/formal, hedged/direct).")
 @click.argument("src", type=click.Path(dir_okay=False))
-@click.option("--raters", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--pairs-per-rater", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--raters", type=click.IntRange(1), default=20, show_default=True, help="How many synthetic raters.")
+@click.option("--pairs-per-rater", type=click.IntRange(1), default=100, show_default=True,
+              help="Pairs each rater labels, drawn from SRC's pairs.")
 @click.option("--temperature", type=float, default=0.1, show_default=True,
               help="Bradley-Terry temperature of the raters' choices (attributes are standardised).")
 @click.option("--deterministic", is_flag=True, help="Raters always pick the higher true reward.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the raters' weights and choices.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
               help="Output JSONL; the raters' true weights go to OUT.raters.json beside it.")
 def synth(scenario: int, src: str, raters: int, pairs_per_rater: int, temperature: float,

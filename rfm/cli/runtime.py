@@ -76,7 +76,7 @@ def read_candidates(source: str, fmt: str = "auto") -> list[str]:
 @click.option("--user", required=True, help="User id (any string).")
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("--replace", is_flag=True, help="Forget the user's earlier choices first.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result (user, pairs, stored, file, w) as one JSON object.")
 @runtime_options
 def adapt(artifact, user, data, replace, as_json, **rt) -> None:
     """Adapt USER's weights from their choices in DATA (JSONL pairs; user_id ignored)."""
@@ -96,11 +96,11 @@ def adapt(artifact, user, data, replace, as_json, **rt) -> None:
 
 @click.command()
 @click.argument("artifact", type=click.Path(file_okay=False))
-@click.option("--user", required=True)
-@click.option("--prompt", required=True)
+@click.option("--user", required=True, help="User id (any string); a new id starts from the population prior.")
+@click.option("--prompt", required=True, help="The prompt both responses answer.")
 @click.option("--chosen", required=True, help="The response the user preferred.")
 @click.option("--rejected", required=True, help="The response the user passed over.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result (user, stored, feedback_total, w) as one JSON object.")
 @runtime_options
 def feedback(artifact, user, prompt, chosen, rejected, as_json, **rt) -> None:
     """Record one choice of USER and refit their weights on the device."""
@@ -116,14 +116,15 @@ def feedback(artifact, user, prompt, chosen, rejected, as_json, **rt) -> None:
 
 def _score_command(name: str, doc: str, top_k_option: bool) -> click.Command:
     @click.argument("artifact", type=click.Path(file_okay=False))
-    @click.option("--user", required=True)
-    @click.option("--prompt", required=True)
+    @click.option("--user", required=True, help="User id; one with no stored choices gets the population prior.")
+    @click.option("--prompt", required=True, help="The prompt every candidate answers.")
     @click.argument("candidates", default="-")
     @click.option("--format", "fmt", type=click.Choice(["auto", "lines", "jsonl"]), default="auto",
                   show_default=True, help="How CANDIDATES is read: lines (one candidate per line, verbatim), "
                   "jsonl (a JSON string or {\"text\": ...} per line); auto: jsonl for .jsonl/.json files, "
                   "lines otherwise (stdin too).")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True,
+                  help="Print one JSON object: user, personalised, candidates (index, score, text).")
     @runtime_options(prior=False)  # scores use the user's stored w; the prior matters only when fitting
     def command(artifact, user, prompt, candidates, fmt, as_json, top_k=None, **rt) -> None:
         texts = read_candidates(candidates, fmt)
@@ -169,7 +170,7 @@ def _store(artifact: str, store: str | None):
 @users.command("list")
 @click.argument("artifact", type=click.Path(file_okay=False))
 @store_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: users, and files that could not be read.")
 def users_list(artifact, store, as_json) -> None:
     """Users with stored weights for ARTIFACT."""
     records, problems = _store(artifact, store).scan()
@@ -367,7 +368,8 @@ def bench(artifact, device, precision, batch, seq_len, full, threads, repeats, w
 
 @click.command("check")
 @click.argument("artifact", type=click.Path(file_okay=False))
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where to run the conformance check (cuda needs onnxruntime-gpu and a GPU).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="onnxruntime intra-op threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def check(artifact, device, threads, as_json) -> None:
