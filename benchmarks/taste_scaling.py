@@ -8,12 +8,15 @@ taste population (Scenario 3 over the personalisation pool, 160 raters x 300 pai
 for every row), and nested subsets of the training raters: the first R of a fixed order, each with
 the first P of their training pairs; 112 x 30 spreads 28 x 120's 3,360 labels over 4x the people, each
 with a seeded random 30 of their training pairs (the first 30 would cover only ~320 distinct pool pairs;
-the table counts each row's distinct pairs). `--judge-frac 0` in every row, so only the amount of data changes
+the table counts each row's distinct pairs), and 28 x 120 random is its control: 28 x 120's people and labels
+per person, a seeded random 120 of each rater's pairs. `--judge-frac 0` in every row, so only the amount of data changes
 between them; 112 x 120 is also trained with rfm train's default, which from 40 raters on keeps 15%
 of them out of training to judge the epochs and the prior ("rfm, default judges"). Protocol otherwise as
 `benchmarks/personalization.py`: new responses, the same users at every m, 3 draws, RFM mean of 3
 training seeds, int8 through the runtime (fp32 where the export refused the int8 graph, marked); one-size
-trained once (seed 0).
+trained once (seed 0). The held-out users' test pairs come from the same pool as the training pairs: the
+table says how many training labels each test pair has on average (`benchmarks/unseen_items.py` measures
+responses no training rater labelled).
 
     .venv/bin/python benchmarks/taste_scaling.py      # ~90 min on a 2-core CPU (embedding cache warm)
 
@@ -22,6 +25,7 @@ Writes benchmarks/results/taste_scaling.{json,md}.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import sys
@@ -53,19 +57,20 @@ from rfm.data.synth import SyntheticRaters, sidecar_path, synthesise  # noqa: E4
 from rfm.pipeline import cached_json  # noqa: E402
 
 RATERS, PAIRS_PER_RATER, HELDOUT_PAIRS = 160, 300, 150
-# (training raters, training pairs per rater); taste itself is 28 x 120; 112 x 30 spreads 28 x 120's 3,360
-# labels over 4x the people
-CONFIGS = ((28, 120), (56, 120), (112, 120), (28, 240), (112, 240), (112, 30))
-# Configs whose raters keep a seeded random P of their training pairs, not the first P: `rfm data synth`
-# writes each rater's pairs in pool order, so the first 30 of 112 raters would cover only ~320 distinct
-# pool pairs (28 x 120's first 120: ~1,030); a label budget spread over more people meets more responses.
-SPREAD = ((112, 30),)
+# (name, training raters, training pairs per rater, a seeded random P of each rater's pairs instead of the first P).
+# Taste itself is 28 x 120. `rfm data synth` writes each rater's pairs in pool order, so the first 30 of 112
+# raters would cover only ~320 distinct pool pairs (28 x 120's first 120: ~1,030): 112 x 30, which spreads 28 x
+# 120's 3,360 labels over 4x the people, takes a random 30, and 28 x 120 random is its control (the same
+# people and labels per person as 28 x 120, as many distinct responses as a random pick meets).
+CONFIGS = (("28x120", 28, 120, False), ("56x120", 56, 120, False), ("112x120", 112, 120, False),
+           ("28x240", 28, 240, False), ("112x240", 112, 240, False), ("112x30", 112, 30, True),
+           ("28x120-random", 28, 120, True))
 SEEDS = (0, 1, 2)
 RFM_OPTIONS = {"kind": "rfm", "judge_frac": 0.0}
 # configs also trained with rfm train's default judges (15% of the raters kept out of training to judge
 # the epochs and the prior, from 40 raters on): what a user with that many raters gets
 DEFAULT_JUDGES = "rfm, default judges"
-JUDGED = ((112, 120),)
+JUDGED = ("112x120",)
 ONE_SIZE = {"kind": "baseline"}
 
 
@@ -110,19 +115,18 @@ def _random_per_user(pairs, limit: int, users: list[str], seed: int = 0) -> list
     return [p for i, p in enumerate(pairs) if i in keep]
 
 
-def training_pairs(pairs: list, users: list[str], per_user: int) -> list:
-    """The training pairs of a config: each rater's first `per_user`, or a random `per_user` for SPREAD configs."""
-    pick = _random_per_user if (len(users), per_user) in SPREAD else _first_per_user
-    return pick(pairs, per_user, users)
+def training_pairs(pairs: list, users: list[str], per_user: int, random_pick: bool) -> list:
+    """The training pairs of a config: each rater's first `per_user`, or a seeded random `per_user`."""
+    return (_random_per_user if random_pick else _first_per_user)(pairs, per_user, users)
 
 
-def subset(split: Path, folder: Path, users: list[str], per_user: int) -> Path:
+def subset(split: Path, folder: Path, users: list[str], per_user: int, random_pick: bool) -> Path:
     """A split dir with the config's training pairs of `users` (`training_pairs`), their seen pairs, and the
     shared held-out users (first HELDOUT_PAIRS each)."""
     if (folder / "heldout.jsonl").is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    write_pairs(folder / "train.jsonl", training_pairs(load_pairs(split / "train.jsonl"), users, per_user))
+    write_pairs(folder / "train.jsonl", training_pairs(load_pairs(split / "train.jsonl"), users, per_user, random_pick))
     chosen = set(users)
     write_pairs(folder / "seen_test.jsonl", [p for p in load_pairs(split / "seen_test.jsonl") if p.user_id in chosen])
     write_pairs(folder / "heldout.tmp", _first_per_user(load_pairs(split / "heldout.jsonl"), HELDOUT_PAIRS))
@@ -130,14 +134,14 @@ def subset(split: Path, folder: Path, users: list[str], per_user: int) -> Path:
     return folder
 
 
-def run_config(split: Path, raters: SyntheticRaters, order: list[str], n_raters: int, per_user: int,
+def run_config(split: Path, raters: SyntheticRaters, order: list[str], config: tuple[str, int, int, bool],
                work: Path, started: float) -> dict:
-    name = f"{n_raters}x{per_user}"
-    folder = subset(split, work / f"split_taste_scaling_{name}", order[:n_raters], per_user)
-    entry: dict = {"training_raters": n_raters, "training_pairs_per_rater": per_user, "shots": list(SHOTS_SYNTHETIC),
-                   "methods": {}}
+    name, n_raters, per_user, random_pick = config
+    folder = subset(split, work / f"split_taste_scaling_{name}", order[:n_raters], per_user, random_pick)
+    entry: dict = {"training_raters": n_raters, "training_pairs_per_rater": per_user, "random_pick": random_pick,
+                   "shots": list(SHOTS_SYNTHETIC), "methods": {}}
     methods = [("rfm", RFM_OPTIONS, SEEDS), ("one-size", ONE_SIZE, SEEDS[:1])]
-    if (n_raters, per_user) in JUDGED:
+    if name in JUDGED:
         methods.append((DEFAULT_JUDGES, {"kind": "rfm"}, SEEDS))
     for method, options, seeds in methods:
         rows = []
@@ -169,9 +173,10 @@ def report(results: dict, out: Path) -> None:
              __doc__.split("\n\n")[1].replace("\n", " "), "",
              "Summary at m = 20 (new responses; RFM mean ± sd over 3 training seeds; paired difference over the "
              "same 48 users with a 95% bootstrap CI):", "",
-             "| training raters x pairs each | training pairs (distinct) | RFM m=20 | one-size m=20 | RFM - one-size (points) "
-             "| linear read-out ceiling | true attributes ceiling | RFM m=50 | best epochs | train s |",
-             "|---|---:|---:|---:|---|---:|---:|---:|---|---:|"]
+             "| training raters x pairs each | training pairs (distinct) | training labels per test pair | RFM m=20 "
+             "| one-size m=20 | RFM - one-size (points) | linear read-out ceiling | true attributes ceiling | RFM m=50 "
+             "| best epochs | train s |",
+             "|---|---:|---:|---:|---:|---|---:|---:|---:|---|---:|"]
     rows = [(name, entry, method) for name, entry in results["configs"].items()
             for method in ("rfm", DEFAULT_JUDGES) if method in entry["methods"]]
     for name, entry, method in rows:
@@ -184,6 +189,7 @@ def report(results: dict, out: Path) -> None:
         ceiling = {k: methods[k][0]["new_responses"]["shots"]["20"]["accuracy"] for k in (LINEAR_READOUT, TRUE_ATTRIBUTES)}
         lines.append(f"| {name} | {entry['training_raters'] * entry['training_pairs_per_rater']:,} "
                      + (f"({entry['distinct_training_pairs']:,}) | " if "distinct_training_pairs" in entry else "| ")
+                     + (f"{entry['labels_per_test_pair']:.2f} | " if "labels_per_test_pair" in entry else "- | ")
                      + f"{np.mean(acc['20']):.3f} ± {np.std(acc['20']):.3f} | "
                      f"{one[0]['new_responses']['shots']['20']['accuracy']:.3f} | "
                      + (f"{100 * diff['diff']:+.1f} [{100 * diff['ci95'][0]:+.1f}, {100 * diff['ci95'][1]:+.1f}]"
@@ -201,6 +207,8 @@ def main() -> None:
     parser = benchmark_parser(__doc__, seeds=False)
     parser.add_argument("--configs", default=None,
                         help="Comma-separated subset, e.g. '112x240' (default: all); the others' results are kept.")
+    parser.add_argument("--report-only", action="store_true",
+                        help="Train and measure nothing: recount the pairs and rewrite the report from the results file.")
     args = parser.parse_args()
     os.environ.setdefault("RFM_QUIET", "1")
     work, out = Path(args.work), Path(args.out)
@@ -209,26 +217,37 @@ def main() -> None:
     split, raters, order = prepare(work, Path(args.data_dir))
     path = out / "taste_scaling.json"
     results: dict = {"command": "python benchmarks/taste_scaling.py", "configs": {}, "total_seconds": 0.0}
-    if args.configs and path.is_file():
+    if args.report_only and not path.is_file():
+        parser.error(f"--report-only: no {path} to report")
+    if (args.configs or args.report_only) and path.is_file():
         results = json.loads(path.read_text())
-    wanted = args.configs.split(",") if args.configs else None
-    for n_raters, per_user in CONFIGS:
-        name = f"{n_raters}x{per_user}"
+    wanted = [] if args.report_only else args.configs.split(",") if args.configs else None
+    unknown = sorted(set(wanted or ()) - {c[0] for c in CONFIGS})
+    if unknown:
+        parser.error(f"--configs: unknown {', '.join(unknown)} (known: {', '.join(c[0] for c in CONFIGS)})")
+    for config in CONFIGS:
+        name = config[0]
         if wanted is not None and name not in wanted:
             continue
-        results["configs"][name] = run_config(split, raters, order, n_raters, per_user, work, started)
+        results["configs"][name] = run_config(split, raters, order, config, work, started)
         results["configs"][name]["measured_by"] = ("python benchmarks/taste_scaling.py"
                                                    + (f" --configs {args.configs}" if args.configs else ""))
         (out / "taste_scaling.json").write_text(json.dumps(results, indent=1))
-    results["total_seconds"] += round(time.perf_counter() - started, 1)
-    results["configs"] = {f"{r}x{p}": results["configs"][f"{r}x{p}"] for r, p in CONFIGS if f"{r}x{p}" in results["configs"]}
+    if not args.report_only:
+        results["total_seconds"] += round(time.perf_counter() - started, 1)
+    results["configs"] = {c[0]: results["configs"][c[0]] for c in CONFIGS if c[0] in results["configs"]}
     train = load_pairs(split / "train.jsonl")
-    for n_raters, per_user in CONFIGS:
-        entry = results["configs"].get(f"{n_raters}x{per_user}")
+    tests = [frozenset((p.chosen, p.rejected)) for p in _first_per_user(load_pairs(split / "heldout.jsonl"), HELDOUT_PAIRS)]
+    for name, n_raters, per_user, random_pick in CONFIGS:
+        entry = results["configs"].get(name)
         if entry is None:
             continue
-        pairs = training_pairs(train, order[:n_raters], per_user)
+        entry["random_pick"] = random_pick
+        pairs = training_pairs(train, order[:n_raters], per_user, random_pick)
         entry["distinct_training_pairs"] = len({(p.prompt, frozenset((p.chosen, p.rejected))) for p in pairs})
+        # the held-out users' test pairs come from the same pool: how often training raters labelled each one
+        labels = collections.Counter(frozenset((p.chosen, p.rejected)) for p in pairs)
+        entry["labels_per_test_pair"] = float(np.mean([labels.get(k, 0) for k in tests]))
     path.write_text(json.dumps(results, indent=1))
     report(results, out)
 
