@@ -182,6 +182,33 @@ def test_many_raters_keep_judges_out_of_training():
     assert judging(few, TrainConfig(judge_frac=0.1)).judges.sum() == 0  # too few raters: validation pairs judge
 
 
+def test_prompt_validation_holds_out_whole_prompts():
+    """--val-split prompts: no validation response is in any training pair, for raters and judges alike."""
+    from rfm.train.trainer import TrainConfig, index_pairs, judging
+
+    # 60 prompts, each answered by 4 responses that every one of 50 raters compares in some order
+    pairs = [Pair(f"p{q}", f"r{q}.{i}", f"r{q}.{(i + 1) % 4}", f"u{(q * 4 + i) % 50}") for q in range(60) for i in range(4)]
+    pairs += [Pair(f"p{q}", f"r{q}.{i}", f"r{q}.{(i + 2) % 4}", f"u{(q * 7 + i) % 50}") for q in range(60) for i in range(4)]
+    data = index_pairs(pairs, TrainConfig())
+
+    def texts(mask):
+        return {data.texts[i] for i in np.concatenate([data.a[mask], data.b[mask]])}
+
+    for judge_frac in (0.0, 0.15):
+        cfg = TrainConfig(val_split="prompts", judge_frac=judge_frac)
+        judge = judging(data, cfg)
+        trained = ~judge.val & ~judge.excluded
+        assert judge.val.any() and not texts(judge.val) & texts(trained)
+        assert not texts(judge.tasks_val & judge.tasks_rows) & texts(trained)  # what the few-shot tasks score on
+        assert judge.tasks_val.any() and (judge.excluded.any() == (judge_frac > 0))
+    # the default split keeps a share of each rater's pairs: their responses are in other raters' training pairs
+    default = judging(data, TrainConfig(judge_frac=0))
+    assert texts(default.val) & texts(~default.val)
+    with pytest.raises(UsageError, match="distinct prompts"):
+        judging(index_pairs([Pair("p", f"a{i}", f"b{i}", f"u{i % 5}") for i in range(50)], TrainConfig()),
+                TrainConfig(val_split="prompts"))
+
+
 def test_judges_are_saved_adapted_from_all_their_pairs(tiny_backbone, tmp_path):
     from rfm.adapt import MAPLogisticRegression, fit_choices
     from rfm.train.run import _with_judges

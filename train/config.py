@@ -61,6 +61,10 @@ class TrainConfig:
     standardize: bool = opt(False, "Standardise the pooled vector before the head (off: it overfits the "
                              "2,689-d layers vector on TL;DR).", cli=False)
     val_frac: float = opt(0.15, "Share of each rater's pairs used for validation and early stopping.")
+    val_split: str = opt("raters", "What validation holds out. raters: --val-frac of each rater's pairs (their "
+                         "responses may be in other raters' training pairs); prompts: every pair of --val-frac of "
+                         "the prompts, so epochs and the prior are judged on responses no training pair contains, "
+                         "as a newly generated candidate is (needs >= 20 distinct prompts).", ("raters", "prompts"))
     judge_frac: float = opt(0.15, "With 40 or more raters: share of raters (at least 8) kept out of training to "
                              "judge the epochs and the prior as new people (then adapted from all their pairs and "
                              "saved like the others); only they may shrink the prior. 0, or fewer raters: the "

@@ -56,6 +56,7 @@ def _validate(cfg: TrainConfig) -> None:
         (cfg.prompt_budget is None or 1 <= cfg.prompt_budget < cfg.max_length,
          "--prompt-budget must be between 1 and --max-length - 1"),
         (0 <= cfg.val_frac < 1, "--val-frac must be in [0, 1)"),
+        (cfg.val_split in ("raters", "prompts"), "--val-split must be raters or prompts"),
         (not (cfg.kind == "linear-probe" and cfg.tune == "full"), "--baseline linear-probe trains no features; "
          "use --tune head"),
     ]

@@ -75,6 +75,32 @@ def validation_mask(user: np.ndarray, frac: float, seed: int) -> np.ndarray:
     return mask
 
 
+# `--val-split prompts` needs this many distinct prompts: fewer leave too few held-out prompts to judge by.
+MIN_PROMPTS_FOR_PROMPT_SPLIT = 20
+
+
+def prompt_validation_mask(data: PairData, frac: float, seed: int) -> np.ndarray:
+    """Every pair of a seeded `frac` of the distinct prompts: their responses are in no other pair (unless a
+    response is repeated word for word under another prompt)."""
+    prompt_of = np.array([data.texts[i][0] for i in data.a], dtype=object)
+    prompts = sorted(set(prompt_of))
+    if len(prompts) < MIN_PROMPTS_FOR_PROMPT_SPLIT:
+        raise UsageError(f"the data has {len(prompts)} distinct prompts; --val-split prompts needs at least "
+                         f"{MIN_PROMPTS_FOR_PROMPT_SPLIT} (use --val-split raters)", param="val_split")
+    if frac <= 0:
+        return np.zeros(len(prompt_of), dtype=bool)
+    rng = np.random.default_rng(seed)
+    held = {prompts[i] for i in rng.choice(len(prompts), size=max(1, round(frac * len(prompts))), replace=False)}
+    return np.array([p in held for p in prompt_of], dtype=bool)
+
+
+def validation_split(data: PairData, cfg: TrainConfig) -> np.ndarray:
+    """The validation pairs `--val-split` asks for (see `validation_mask`, `prompt_validation_mask`)."""
+    if cfg.val_split == "prompts":
+        return prompt_validation_mask(data, cfg.val_frac, cfg.seed)
+    return validation_mask(data.user, cfg.val_frac, cfg.seed)
+
+
 # With at least this many raters, some are kept out of training to judge what ships (see `judges`).
 MIN_RATERS_FOR_JUDGES = 40
 
@@ -110,10 +136,13 @@ def judging(data: PairData, cfg: TrainConfig) -> Judging:
         chosen = np.random.default_rng(cfg.seed + 1).choice(n, size=max(8, round(cfg.judge_frac * n)), replace=False)
         judges[chosen] = True
     excluded = judges[data.user]
-    val = validation_mask(data.user, cfg.val_frac, cfg.seed) & ~excluded
+    split = validation_split(data, cfg)
+    val = split & ~excluded
     if not judges.any():
         return Judging(val, excluded, val, np.ones(len(val), dtype=bool), judges)
-    half = validation_mask(data.user, 0.5, cfg.seed + 2) & excluded
+    # judges adapt from half their pairs and are scored on the other half; with --val-split prompts, from
+    # their pairs on training prompts and on those of the held-out prompts (responses nobody trained on)
+    half = (split if cfg.val_split == "prompts" else validation_mask(data.user, 0.5, cfg.seed + 2)) & excluded
     return Judging(val, excluded, half, excluded, judges)
 
 
@@ -223,7 +252,7 @@ def fit_bradley_terry(
     started = time.monotonic()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    val = validation_mask(data.user, cfg.val_frac, cfg.seed) if val_mask is None else val_mask
+    val = validation_split(data, cfg) if val_mask is None else val_mask
     keep = np.ones(len(val), dtype=bool) if exclude is None else ~exclude  # `exclude`: never trained or validated on
     train_rows, val_rows = np.flatnonzero(~val & keep), np.flatnonzero(val & keep)
     weights = RaterWeights(len(data.user_ids), d, trainable=cfg.kind == "rfm", seed=cfg.seed,
