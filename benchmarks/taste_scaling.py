@@ -88,13 +88,13 @@ def _first_per_user(pairs, limit: int, users: list[str] | None = None) -> list:
     return out
 
 
-def prepare(work: Path, data_dir: Path) -> tuple[Path, SyntheticRaters, list[str]]:
-    """The population, its split and the held-out users' pairs; returns the split dir, the raters and the
-    training raters in the fixed order the subsets take them from."""
+def prepare(work: Path, data_dir: Path, name: str = "taste", scenario: int = 3) -> tuple[Path, SyntheticRaters, list[str]]:
+    """The population (`rfm data synth` Scenario `scenario`), its split and the held-out users' pairs; returns the
+    split dir, the raters and the training raters in the fixed order the subsets take them from."""
     pool = write_pool(work, data_dir)
-    synth = work / f"taste{RATERS}x{PAIRS_PER_RATER}.jsonl"
+    synth = work / f"{name}{RATERS}x{PAIRS_PER_RATER}.jsonl"
     if not synth.is_file():
-        synthesise(pool, synth, 3, RATERS, seed=0, pairs_per_rater=PAIRS_PER_RATER, temperature=0.1)
+        synthesise(pool, synth, scenario, RATERS, seed=0, pairs_per_rater=PAIRS_PER_RATER, temperature=0.1)
     split = work / f"split_{synth.stem}"
     if not (split / "split.json").is_file():
         report = split_by_user(synth, split, 0.3, seed=0, min_pairs=20)

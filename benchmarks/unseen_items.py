@@ -51,11 +51,10 @@ from personalization import (  # noqa: E402
 )
 from report import accuracy_table, paired_differences  # noqa: E402
 from rfm.runtime import load_artifact  # noqa: E402
-from taste_scaling import HELDOUT_PAIRS, PAIRS_PER_RATER, RATERS, _random_per_user  # noqa: E402
+from taste_scaling import HELDOUT_PAIRS, _random_per_user, prepare  # noqa: E402
 
 from rfm.data.jsonl import load_pairs, write_pairs  # noqa: E402
-from rfm.data.split import split_by_user  # noqa: E402
-from rfm.data.synth import SyntheticRaters, sidecar_path, synthesise  # noqa: E402
+from rfm.data.synth import synthesise  # noqa: E402
 from rfm.pipeline import cached_json  # noqa: E402
 
 POPULATIONS = {"taste": 3, "s2": 2}
@@ -69,21 +68,6 @@ ONCE = {"one-size": METHODS["one-size"], "linear-probe": METHODS["linear-probe"]
 # test pairs the training raters had labelled, which reward memorising them.
 VARIANTS = {"decay-1": {"weight_decay": 1.0}, "decay-3": {"weight_decay": 3.0}, "dropout-0.5": {"dropout": 0.5},
             "d-8": {"features": 8}, "val-prompts": {"val_split": "prompts"}}
-
-
-def population(work: Path, data_dir: Path, name: str) -> tuple[Path, SyntheticRaters, list[str]]:
-    """The population's user split, its raters and the training raters in taste_scaling's fixed order."""
-    pool = write_pool(work, data_dir)
-    synth = work / f"{name}{RATERS}x{PAIRS_PER_RATER}.jsonl"
-    if not synth.is_file():
-        synthesise(pool, synth, POPULATIONS[name], RATERS, seed=0, pairs_per_rater=PAIRS_PER_RATER, temperature=0.1)
-    split = work / f"split_{synth.stem}"
-    if not (split / "split.json").is_file():
-        report = split_by_user(synth, split, 0.3, seed=0, min_pairs=20)
-        (split / "split.json").write_text(json.dumps(report.to_json(), indent=1))
-    users = sorted({p.user_id for p in load_pairs(split / "train.jsonl")})
-    order = [users[i] for i in np.random.default_rng(1).permutation(len(users))]
-    return split, SyntheticRaters.load(sidecar_path(synth)), order
 
 
 def halves(pool: Path, seed: int = 0) -> tuple[set[str], set[str]]:
@@ -162,7 +146,7 @@ def run_config(work: Path, data_dir: Path, config: tuple[str, str, int, int], st
                variants: tuple[str, ...] = (), earlier: dict | None = None) -> dict:
     """Train and score the config's methods (with `earlier`, its results so far: only `variants`, kept beside them)."""
     name, pop, n_raters, per_user = config
-    split, raters, order = population(work, data_dir, pop)
+    split, raters, order = prepare(work, data_dir, pop, POPULATIONS[pop])
     side_a, responses_a = halves(work / "pool.jsonl")
     tag = name.replace(" ", "_")
     folders = build(split, work / f"split_unseen_items_{tag}", order[:n_raters], per_user, side_a, responses_a)
