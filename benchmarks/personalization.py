@@ -109,8 +109,8 @@ def write_pool(work: Path, data_dir: Path) -> Path:
     return work / "pool.jsonl"
 
 
-def prepare(work: Path, data_dir: Path, quick: bool) -> dict[str, Path]:
-    """Convert, synthesise and split; returns dataset -> split dir."""
+def prepare_real(work: Path, data_dir: Path, quick: bool = False) -> dict[str, Path]:
+    """Convert and split the real raters' datasets (Jester not in `quick`); returns dataset -> split dir."""
     work.mkdir(parents=True, exist_ok=True)
     splits = {}
     tldr = work / "tldr.jsonl"
@@ -121,6 +121,12 @@ def prepare(work: Path, data_dir: Path, quick: bool) -> dict[str, Path]:
     write_pairs(jester, jester_pairs(data_dir / "jester", ConvertReport(), min_gap=3.0, max_pairs=100, seed=0))
     if not quick:
         splits["jester"] = _split(jester, work / "split_jester")
+    return splits
+
+
+def prepare(work: Path, data_dir: Path, quick: bool) -> dict[str, Path]:
+    """Convert, synthesise and split; returns dataset -> split dir."""
+    splits = prepare_real(work, data_dir, quick)
     write_pool(work, data_dir)
     for name, (scenario, raters, per_rater, source) in (QUICK_SYNTHETIC if quick else SYNTHETIC).items():
         synth = work / f"{name}.jsonl"

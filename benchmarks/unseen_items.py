@@ -46,6 +46,7 @@ from personalization import (  # noqa: E402
     _split,
     ceiling_rows,
     evaluate_artifact,
+    prepare_real,
     train_and_export,
     write_pool,
 )
@@ -122,16 +123,18 @@ def overlap(folder: Path) -> dict:
     responses = {r for key in labels for r in key}
     held = load_pairs(folder / "heldout.jsonl")
     keys = [frozenset((p.chosen, p.rejected)) for p in held]
+    prompts = {p.prompt for p in load_pairs(folder / "train.jsonl")}
     return {"test_pairs": len(held), "users": len({p.user_id for p in held}),
+            "prompts_in_training": float(np.mean([p.prompt in prompts for p in held])),
             "pairs_labelled_in_training": float(np.mean([k in labels for k in keys])),
             "labels_per_test_pair": float(np.mean([labels.get(k, 0) for k in keys])),
             "responses_in_training": float(np.mean([p.chosen in responses or p.rejected in responses for p in held]))}
 
 
 def benchmark_overlap(work: Path, data_dir: Path) -> dict[str, dict]:
-    """The same overlap figures for `personalization.py`'s synthetic datasets (synthesised as it does)."""
+    """The same overlap figures for `personalization.py`'s datasets (converted, synthesised and split as it does)."""
+    figures = {name: overlap(split) for name, split in prepare_real(work, data_dir).items()}
     write_pool(work, data_dir)
-    figures = {}
     for name, (scenario, raters, per_rater, source) in SYNTHETIC.items():
         synth, split = work / f"{name}.jsonl", work / f"split_{name}"
         if not (split / "split.json").is_file():
@@ -209,10 +212,14 @@ def report(results: dict, out: Path) -> None:
                          f"{_ci(diffs['one-size'])} | {_ci(diffs['linear-probe'])} | {acc[LINEAR_READOUT]:.3f} | "
                          f"{acc[TRUE_ATTRIBUTES]:.3f} |")
     if results.get("benchmark_overlap"):
-        lines += ["", "For comparison, `benchmarks/personalization.py`'s synthetic datasets (one pool for training raters "
-                  "and held-out users):", ""]
-        lines += [f"- {name}: {100 * o['pairs_labelled_in_training']:.0f}% of the held-out users' {o['test_pairs']:,} pairs "
-                  f"labelled by training raters, {o['labels_per_test_pair']:.2f} labels each on average"
+        lines += ["", "For comparison, `benchmarks/personalization.py`'s datasets (training raters and held-out users "
+                  "label one pool of responses; the held-out users' whole test files, before the per-m exclusion of "
+                  "pairs sharing a response with the adaptation pairs):", "",
+                  "| dataset | held-out users' pairs | labelled by training raters | training labels per test pair | "
+                  "with a response training saw | with a prompt training saw |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {name} | {o['test_pairs']:,} | {100 * o['pairs_labelled_in_training']:.0f}% | "
+                  f"{o['labels_per_test_pair']:.2f} | {100 * o['responses_in_training']:.0f}% | "
+                  + (f"{100 * o['prompts_in_training']:.0f}% |" if "prompts_in_training" in o else "- |")
                   for name, o in results["benchmark_overlap"].items()]
     lines += ["", "The same RFM models on both test sets, paired over the same users (items nobody trained on minus "
               "items training saw, points):", ""]

@@ -59,3 +59,5 @@ def test_unseen_half_shares_nothing_with_training(tmp_path):
     # the overlap report says what the split guarantees
     assert unseen_items.overlap(folders["unseen"])["responses_in_training"] == 0.0
     assert unseen_items.overlap(folders["seen"])["responses_in_training"] > 0.5  # 16 of half A's ~20 pairs trained on
+    assert unseen_items.overlap(folders["unseen"])["prompts_in_training"] == 0.0
+    assert unseen_items.overlap(folders["seen"])["prompts_in_training"] > 0.5
