@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from rfm.cli.main import cli
 from rfm.data.convert import ConvertReport, convert
-from rfm.data.jsonl import load_pairs, read_pairs
+from rfm.data.jsonl import Pair, load_pairs, read_pairs, write_pairs
 from rfm.data.split import split_by_user
 from rfm.data.synth import SyntheticRaters, sidecar_path, synthesise
-from rfm.errors import DataError
+from rfm.errors import DataError, UsageError
 
 
 def run_convert(fmt, *paths):
@@ -87,6 +87,34 @@ def test_split_is_disjoint_deterministic_and_complete(tldr_pairs_path, tmp_path)
     total = sum(a.counts.values()) + sum(a.dropped.values())
     assert total == 1771
     assert a.dropped_users and all(u not in train_users | heldout_users for u in a.dropped_users)
+
+
+
+def test_item_holdout_keeps_every_heldout_response_out_of_training(ultrafeedback_path, tmp_path):
+    synthesise(ultrafeedback_path, tmp_path / "s.jsonl", 3, 10, seed=0, pairs_per_rater=120)
+    # a held-out-side pair that re-uses a training-side response must be dropped, whoever labelled it
+    pairs = load_pairs(tmp_path / "s.jsonl")
+    reuse = [Pair(f"new prompt {i}", p.chosen, "an unrelated response", p.user_id) for i, p in enumerate(pairs[:30])]
+    write_pairs(tmp_path / "all.jsonl", pairs + reuse)
+    report = split_by_user(tmp_path / "all.jsonl", tmp_path / "out", 0.3, seed=0, item_holdout=0.5)
+    train = load_pairs(tmp_path / "out" / "train.jsonl") + load_pairs(tmp_path / "out" / "seen_test.jsonl")
+    held = load_pairs(tmp_path / "out" / "heldout.jsonl")
+    assert train and held and not {p.user_id for p in train} & {p.user_id for p in held}
+    trained_prompts = {p.prompt for p in train}
+    trained_responses = {r for p in train for r in (p.chosen, p.rejected)}
+    assert not any(p.prompt in trained_prompts or {p.chosen, p.rejected} & trained_responses for p in held)
+    assert report.dropped["held-out user's pair on a training prompt"] > 0
+    assert report.dropped["training rater's pair on a held-out prompt"] > 0
+    assert sum(report.counts.values()) + sum(report.dropped.values()) == len(pairs) + len(reuse)
+    # deterministic, and 0 is the plain split by user, byte for byte
+    split_by_user(tmp_path / "all.jsonl", tmp_path / "again", 0.3, seed=0, item_holdout=0.5)
+    assert (tmp_path / "again" / "heldout.jsonl").read_bytes() == (tmp_path / "out" / "heldout.jsonl").read_bytes()
+    split_by_user(tmp_path / "all.jsonl", tmp_path / "plain", 0.3, seed=0)
+    split_by_user(tmp_path / "all.jsonl", tmp_path / "zero", 0.3, seed=0, item_holdout=0.0)
+    for name in ("train.jsonl", "heldout.jsonl", "seen_test.jsonl"):
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "zero" / name).read_bytes()
+    with pytest.raises(UsageError, match="held-out users"):
+        split_by_user(tmp_path / "all.jsonl", tmp_path / "bad", 0.0, item_holdout=0.5)
 
 
 def _agreement(path, user_a, user_b) -> tuple[int, int]:

@@ -1,4 +1,5 @@
-"""Split preference data by user: training raters vs held-out users, plus a seen-user test split."""
+"""Split preference data by user: training raters vs held-out users, plus a seen-user test split; optionally
+by prompt too, so held-out users are tested on responses no training pair contains."""
 
 from __future__ import annotations
 
@@ -44,6 +45,30 @@ def _user_rng(seed: int, user: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
+class _ItemSplit:
+    """Which prompts are reserved for held-out users, and the responses of every pair on the other prompts."""
+
+    def __init__(self, prompts: set[str], frac: float, seed: int):
+        ordered = sorted(prompts)
+        order = np.random.default_rng([seed, 1]).permutation(len(ordered))
+        self.heldout_prompts = {ordered[i] for i in order[: round(frac * len(ordered))]}
+        self.training_responses: set[int] = set()
+
+    def note(self, pair) -> None:
+        if pair.prompt not in self.heldout_prompts:
+            self.training_responses.update((hash(pair.chosen), hash(pair.rejected)))
+
+    def why_not(self, pair, heldout_user: bool) -> str | None:
+        """Why `pair` may not go to its user's side, or None."""
+        if not heldout_user:
+            return "training rater's pair on a held-out prompt" if pair.prompt in self.heldout_prompts else None
+        if pair.prompt not in self.heldout_prompts:
+            return "held-out user's pair on a training prompt"
+        if hash(pair.chosen) in self.training_responses or hash(pair.rejected) in self.training_responses:
+            return "held-out user's pair re-using a response of a training prompt"
+        return None
+
+
 def split_by_user(
     src: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -51,19 +76,38 @@ def split_by_user(
     seed: int = 0,
     min_pairs: int = 1,
     seen_frac: float = 0.2,
+    item_holdout: float = 0.0,
 ) -> SplitReport:
-    """Stream `src` twice: count pairs per user, then write train / heldout / seen_test files.
+    """Stream `src`: count pairs per user, then write train / heldout / seen_test files.
 
     Users are disjoint between train(+seen_test) and heldout. Within each training rater, a
     `seen_frac` share of pairs (chosen by a per-user seeded draw) goes to seen_test.jsonl.
+    With `item_holdout` > 0 that share of the prompts is reserved for held-out users: training raters
+    keep only their pairs on the other prompts, held-out users only theirs on these prompts that share
+    no response with any pair on the others (the rest is reported as dropped), so held-out users are
+    scored on responses no training pair contains, as a newly generated candidate is. Users qualify
+    by `min_pairs` of all their pairs.
     """
     if not 0.0 <= holdout_frac < 1.0:
         raise UsageError(f"must be in [0, 1), got {holdout_frac}", param="holdout_users")
     if not 0.0 <= seen_frac < 1.0:
         raise UsageError(f"must be in [0, 1), got {seen_frac}", param="seen_frac")
+    if not 0.0 <= item_holdout < 1.0:
+        raise UsageError(f"must be in [0, 1), got {item_holdout}", param="item_holdout")
     per_user: Counter = Counter()
+    prompts: set[str] = set()
     for pair in read_pairs(src):
         per_user[pair.user_id] += 1
+        if item_holdout:
+            prompts.add(pair.prompt)
+    items = _ItemSplit(prompts, item_holdout, seed) if item_holdout else None
+    if items is not None:
+        if holdout_frac == 0:
+            raise UsageError("needs held-out users (--holdout-users > 0) to test on the held-out prompts",
+                             param="item_holdout")
+        if not items.heldout_prompts or len(items.heldout_prompts) == len(prompts):
+            raise UsageError(f"{src} has {len(prompts)} distinct prompts: too few to reserve {item_holdout:g} of "
+                             "them for held-out users", param="item_holdout")
     report = SplitReport()
     if None in per_user:
         report.dropped["no user_id"] = per_user.pop(None)
@@ -80,8 +124,15 @@ def split_by_user(
     heldout = {eligible[i] for i in order[:n_holdout]}
     report.heldout_users = sorted(heldout)
     report.train_users = sorted(set(eligible) - heldout)
+    kept = per_user
+    if items is not None:  # a second pass: what training raters keep, and the responses of training prompts
+        kept = Counter()
+        for pair in read_pairs(src):
+            items.note(pair)
+            if pair.user_id in per_user and pair.prompt not in items.heldout_prompts:
+                kept[pair.user_id] += 1
     seen_rows = {
-        user: set(_user_rng(seed, user).permutation(per_user[user])[: int(seen_frac * per_user[user])].tolist())
+        user: set(_user_rng(seed, user).permutation(kept[user])[: int(seen_frac * kept[user])].tolist())
         for user in report.train_users
     }
     out_dir = Path(out_dir)
@@ -95,6 +146,10 @@ def split_by_user(
         for pair in read_pairs(src):
             user = pair.user_id
             if user is None or user not in per_user or per_user[user] < min_pairs:
+                continue
+            reason = items.why_not(pair, user in heldout) if items is not None else None
+            if reason is not None:
+                report.dropped[reason] += 1
                 continue
             line = json.dumps(pair.to_json(), ensure_ascii=False) + "\n"
             if user in heldout:
