@@ -3,9 +3,10 @@
 Part 1, real raters: convert the TL;DR comparisons -> split workers -> train the RFM and the
 one-size baseline -> export (fp32 + int8) -> evaluate held-out workers on new responses.
 Part 2, personalisation that generalises: synthetic people with one checkable taste each
-(detailed/brief, lists/prose, casual/formal, hedged/direct) over real UltraFeedback responses ->
+(detailed/brief, lists/prose, casual/formal, hedged/direct) over real UltraFeedback responses, the
+prompts split in half (training raters label one half, held-out people are judged on the other) ->
 the same train/export/evaluate -> one held-out synthetic person adapted from a few choices, their
-ranking of candidates they never judged before and after. Then a latency summary.
+ranking of candidates nobody trained on before and after. Then a latency summary.
 Every stage writes into one folder; a stage whose inputs are unchanged is reused on a re-run.
 """
 
@@ -48,7 +49,9 @@ class DemoConfig:
     repeats: int = opt(3, "Random draws of each user's m choices.", min=1)
     adapt_shots: int = opt(10, cli=False)
     taste_raters: int = opt(32, "Synthetic people with one taste each (part 2).", min=2)
-    taste_pairs: int = opt(100, "Choices per synthetic person (over real UltraFeedback responses).", min=10)
+    taste_pairs: int = opt(100, "Choices per synthetic person on their half of the prompts (over real "
+                           "UltraFeedback responses; each labels twice as many, training raters keep those on "
+                           "one half, held-out people those on the other).", min=10)
     seed: int = opt(0, "Seed of splits, training and draws.")
     threads: int | None = opt(None, THREADS_HELP, min=1)
     bench: bool = opt(True, "Skip the latency summary.", flag=True, name="no-bench")
@@ -116,22 +119,28 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict:
     taste_data = out / "taste.jsonl"
     uf = out / "ultrafeedback.jsonl"
     write_pairs(uf, convert("ultrafeedback", [cfg.data_dir / "ultrafeedback" / "train.jsonl"], ConvertReport()))
-    raters = synthesise(uf, taste_data, 3, cfg.taste_raters, seed=cfg.seed, pairs_per_rater=cfg.taste_pairs,
+    raters = synthesise(uf, taste_data, 3, cfg.taste_raters, seed=cfg.seed, pairs_per_rater=2 * cfg.taste_pairs,
                         temperature=0.1)
     taste_split = out / "taste_split"
-    taste_report = split_by_user(taste_data, taste_split, cfg.holdout_users, seed=cfg.seed, min_pairs=1)
-    say(f"   {cfg.taste_raters} synthetic raters x {cfg.taste_pairs} pairs (labelled by rule, not by people): "
-        f"{len(taste_report.train_users)} to train on, {len(taste_report.heldout_users)} held out")
+    # held-out people are judged on prompts (and responses) no training pair contains: a desktop app ranks
+    # candidates generated today, which nobody trained on
+    taste_report = split_by_user(taste_data, taste_split, cfg.holdout_users, seed=cfg.seed, min_pairs=1,
+                                 item_holdout=0.5)
+    counts = taste_report.counts
+    say(f"   {cfg.taste_raters} synthetic raters (labelled by rule, not by people), the prompts split in half: "
+        f"{len(taste_report.train_users)} train on one half ({counts['train'] + counts['seen_test']} pairs), "
+        f"{len(taste_report.heldout_users)} held out on the other ({counts['heldout']} pairs: responses no "
+        "training pair contains)")
     taste_runs = _train_both(cfg, taste_split, out / "taste_runs", say)
     taste_artifacts = _export_both(taste_runs, taste_split, out / "taste_artifacts", say)
     done()
-    done = stages.start("evaluate held-out synthetic people on new responses")
+    done = stages.start("evaluate held-out synthetic people on responses nobody trained on")
     taste_results = _evaluate_both(cfg, taste_artifacts, taste_split, out, "taste_eval")
     say(accuracy_table(taste_results, cfg.shots))
     plot_accuracy(taste_results, out / "taste_accuracy_vs_shots.png", "synthetic tastes, held-out, new responses")
     done()
 
-    done = stages.start("personalise one held-out synthetic person and rerank candidates they never judged")
+    done = stages.start("personalise one held-out synthetic person and rerank candidates nobody trained on")
     personal = personalise_one(taste_artifacts["rfm"], load_pairs(taste_split / "heldout.jsonl"), raters,
                                cfg.adapt_shots, out / "user_store", cfg.seed, say)
     done()
@@ -147,6 +156,9 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict:
                "heldout_accuracy": _headline(tldr_results), "taste_heldout_accuracy": _headline(taste_results),
                "heldout_protocol": "new responses (no test response was in the adaptation pairs), same users at "
                                    "every m",
+               "taste_heldout_protocol": "as heldout_protocol, and on prompts and responses no training pair "
+                                         "contains (item_holdout 0.5)",
+               "taste_split": taste_report.to_json(),
                "personalised_example": personal, "latency": latency, "stage_seconds": stages.seconds,
                "total_seconds": round(time.perf_counter() - started, 1), "plot": str(plot_path),
                "artifacts": {k: str(v) for k, v in artifacts.items()},
@@ -244,7 +256,8 @@ def _split_for(pairs: list, shots: int, seed: int) -> tuple[list, list]:
 
 def personalise_one(artifact: Path, heldout, raters, shots: int, store: Path, seed: int, say,
                     sets: int = 10, n: int = 8) -> dict:
-    """Adapt a held-out synthetic person from `shots` choices and rerank candidates none of which they judged.
+    """Adapt a held-out synthetic person from `shots` choices and rerank candidates none of which they judged
+    (with the demo's item split, none of which any training pair contains either).
 
     The person shown is the one with the median gain (personalised minus one-size accuracy on their new
     responses) among the held-out people: representative, not the best case. Top picks are scored by
@@ -293,9 +306,9 @@ def personalise_one(artifact: Path, heldout, raters, shots: int, store: Path, se
     top_after = float(np.mean([normalised(r) for r in after]))
     say(f"   {user} (synthetic; taste: {raters.taste(user)}; the median gain among {len(gains)} held-out people), "
         f"adapted from {len(adapt_pairs)} of their choices")
-    say(f"   their {n_test} other choices between responses they never judged: personalised reward right on "
-        f"{personal_acc:.0%}, one-size reward on {population_acc:.0%}")
-    say(f"   one of {sets} sets of {n} candidates none of which they judged, best first:")
+    say(f"   their {n_test} other choices, between responses neither they nor the training judged: personalised "
+        f"reward right on {personal_acc:.0%}, one-size reward on {population_acc:.0%}")
+    say(f"   one of {sets} sets of {n} candidates nobody trained on, best first:")
     say(f"   {'one-size (before)':<44} | personalised (after)")
     for b, a in zip(before[0], after[0], strict=True):
         say(f"   {_describe_text(b.text):<44} | {_describe_text(a.text)}")

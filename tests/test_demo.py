@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from conftest import SHARED
 
 from rfm.cli.main import cli
+from rfm.data.jsonl import load_pairs
 
 
 def test_demo_runs_every_stage(tiny_backbone, tmp_path):
@@ -32,6 +33,12 @@ def test_demo_runs_every_stage(tiny_backbone, tmp_path):
     assert example["chosen_as"] == "median gain" and set(example["top_pick_normalised_reward"]) == {
         "one_size", "personalised"}
     assert "synthetic; taste:" in result.stderr and "new responses" in result.stderr
+    # part 2's held-out people are judged on responses no training pair contains
+    assert "nobody trained on" in result.stderr and summary["taste_split"]["pairs"]["heldout"] > 0
+    trained = {r for name in ("train.jsonl", "seen_test.jsonl") for p in load_pairs(out / "taste_split" / name)
+               for r in (p.chosen, p.rejected)}
+    held = load_pairs(out / "taste_split" / "heldout.jsonl")
+    assert held and not any({p.chosen, p.rejected} & trained for p in held)
     assert summary["latency"]["rerank8_p50_ms"] > 0
     # a re-run reuses the trained runs and exported artifacts (TL;DR and taste: 2 + 2 each)
     again = CliRunner().invoke(cli, [*args, "--no-bench"])

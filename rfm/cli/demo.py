@@ -17,9 +17,10 @@ def demo(**options) -> None:
 
     Part 1, real TL;DR raters: convert -> split workers -> train the RFM and the one-size baseline ->
     export (fp32 + int8) -> evaluate held-out workers on responses they never judged. Part 2,
-    synthetic people with one taste each over real UltraFeedback responses: the same pipeline, then
-    one held-out person adapted from a few choices and their ranking of new candidates before and
-    after. Then latency. Re-runs reuse what has not changed.
+    synthetic people with one taste each over real UltraFeedback responses, held-out people judged on
+    prompts no training rater labelled: the same pipeline, then one held-out person adapted from a few
+    choices and their ranking of candidates nobody trained on, before and after. Then latency. Re-runs
+    reuse what has not changed.
     """
     require_train_extra()
     from rfm.demo import run_demo
