@@ -117,6 +117,24 @@ def test_item_holdout_keeps_every_heldout_response_out_of_training(ultrafeedback
         split_by_user(tmp_path / "all.jsonl", tmp_path / "bad", 0.0, item_holdout=0.5)
 
 
+def test_item_holdout_by_response_for_one_prompt(tmp_path):
+    # Jester's shape: one prompt, every person rates the same items
+    items = [f"joke {i}" for i in range(30)]
+    pairs = [Pair("Tell me a joke.", items[i], items[j], f"u{u}") for u in range(10) for i in range(30)
+             for j in range(i + 1, 30) if (i + j + u) % 7 == 0]
+    write_pairs(tmp_path / "jokes.jsonl", pairs)
+    with pytest.raises(UsageError, match="--items responses"):
+        split_by_user(tmp_path / "jokes.jsonl", tmp_path / "bad", 0.3, item_holdout=0.5)
+    report = split_by_user(tmp_path / "jokes.jsonl", tmp_path / "out", 0.3, item_holdout=0.5, items="responses")
+    train = load_pairs(tmp_path / "out" / "train.jsonl") + load_pairs(tmp_path / "out" / "seen_test.jsonl")
+    held = load_pairs(tmp_path / "out" / "heldout.jsonl")
+    trained = {r for p in train for r in (p.chosen, p.rejected)}
+    tested = {r for p in held for r in (p.chosen, p.rejected)}
+    assert train and held and not trained & tested
+    assert report.dropped["pair of a held-out and a training response"] > 0
+    assert sum(report.counts.values()) + sum(report.dropped.values()) == len(pairs)
+
+
 def _agreement(path, user_a, user_b) -> tuple[int, int]:
     labels: dict[str, dict] = {}
     for p in load_pairs(path):

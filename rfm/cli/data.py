@@ -68,12 +68,16 @@ def convert(fmt: str, src: tuple[str, ...], output: str, min_gap: float, max_pai
               "the other prompts, held-out users only theirs on these that share no response with the others "
               "(the rest is dropped, reported), so `rfm eval` scores responses no training pair contains, as a "
               "newly generated candidate is. 0: split by user only.")
+@click.option("--items", type=click.Choice(["prompts", "responses"]), default="prompts", show_default=True,
+              help="What --item-holdout reserves: prompts (a prompt's pairs go to one side), or responses, for "
+              "data with one prompt such as Jester's jokes (a pair goes to the side holding both its responses; "
+              "pairs across are dropped).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of which users are held out and which pairs go to seen_test (same seed, same split).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), required=True,
               help="Output dir: train.jsonl, heldout.jsonl, seen_test.jsonl, split.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
-def split(src: str, holdout_users: float, min_pairs: int, seen_frac: float, item_holdout: float, seed: int,
-          output: str, as_json: bool) -> None:
+def split(src: str, holdout_users: float, min_pairs: int, seen_frac: float, item_holdout: float, items: str,
+          seed: int, output: str, as_json: bool) -> None:
     """Split SRC by user into training raters and held-out users (no user on both sides); with
     --item-holdout also by prompt (no response on both sides)."""
     import json
@@ -82,8 +86,8 @@ def split(src: str, holdout_users: float, min_pairs: int, seen_frac: float, item
     from rfm.fileio import atomic_open
 
     report = split_by_user(src, output, holdout_users, seed=seed, min_pairs=min_pairs, seen_frac=seen_frac,
-                           item_holdout=item_holdout)
-    summary = {"output": output, "seed": seed, "item_holdout": item_holdout, **report.to_json()}
+                           item_holdout=item_holdout, items=items)
+    summary = {"output": output, "seed": seed, "item_holdout": item_holdout, "items": items, **report.to_json()}
     with atomic_open(Path(output) / "split.json") as handle:
         json.dump(summary, handle, indent=1)
     if as_json:

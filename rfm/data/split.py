@@ -45,26 +45,47 @@ def _user_rng(seed: int, user: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-class _ItemSplit:
-    """Which prompts are reserved for held-out users, and the responses of every pair on the other prompts."""
+ITEM_KINDS = ("prompts", "responses")
 
-    def __init__(self, prompts: set[str], frac: float, seed: int):
-        ordered = sorted(prompts)
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+class _ItemSplit:
+    """What is reserved for held-out users: a seeded share of the prompts (then the responses of every pair
+    on the other prompts are the training side's) or of the responses."""
+
+    def __init__(self, keys: set[bytes], frac: float, seed: int, by: str):
+        ordered = sorted(keys)
         order = np.random.default_rng([seed, 1]).permutation(len(ordered))
-        self.heldout_prompts = {ordered[i] for i in order[: round(frac * len(ordered))]}
-        self.training_responses: set[int] = set()
+        self.heldout = {ordered[i] for i in order[: round(frac * len(ordered))]}
+        self.by = by
+        self.training_responses: set[bytes] = set()
+
+    @staticmethod
+    def keys(pair, by: str) -> tuple[str, ...]:
+        return (pair.prompt,) if by == "prompts" else (pair.chosen, pair.rejected)
 
     def note(self, pair) -> None:
-        if pair.prompt not in self.heldout_prompts:
-            self.training_responses.update((hash(pair.chosen), hash(pair.rejected)))
+        if self.by == "prompts" and _digest(pair.prompt) not in self.heldout:
+            self.training_responses.update((_digest(pair.chosen), _digest(pair.rejected)))
 
     def why_not(self, pair, heldout_user: bool) -> str | None:
         """Why `pair` may not go to its user's side, or None."""
+        if self.by == "responses":
+            sides = {_digest(pair.chosen) in self.heldout, _digest(pair.rejected) in self.heldout}
+            if len(sides) == 2:
+                return "pair of a held-out and a training response"
+            if sides.pop() == heldout_user:
+                return None
+            return "held-out user's pair of training responses" if heldout_user else \
+                "training rater's pair of held-out responses"
         if not heldout_user:
-            return "training rater's pair on a held-out prompt" if pair.prompt in self.heldout_prompts else None
-        if pair.prompt not in self.heldout_prompts:
+            return "training rater's pair on a held-out prompt" if _digest(pair.prompt) in self.heldout else None
+        if _digest(pair.prompt) not in self.heldout:
             return "held-out user's pair on a training prompt"
-        if hash(pair.chosen) in self.training_responses or hash(pair.rejected) in self.training_responses:
+        if _digest(pair.chosen) in self.training_responses or _digest(pair.rejected) in self.training_responses:
             return "held-out user's pair re-using a response of a training prompt"
         return None
 
@@ -77,6 +98,7 @@ def split_by_user(
     min_pairs: int = 1,
     seen_frac: float = 0.2,
     item_holdout: float = 0.0,
+    items: str = "prompts",
 ) -> SplitReport:
     """Stream `src`: count pairs per user, then write train / heldout / seen_test files.
 
@@ -85,8 +107,10 @@ def split_by_user(
     With `item_holdout` > 0 that share of the prompts is reserved for held-out users: training raters
     keep only their pairs on the other prompts, held-out users only theirs on these prompts that share
     no response with any pair on the others (the rest is reported as dropped), so held-out users are
-    scored on responses no training pair contains, as a newly generated candidate is. Users qualify
-    by `min_pairs` of all their pairs.
+    scored on responses no training pair contains, as a newly generated candidate is. With `items`
+    "responses" (data with one prompt, e.g. Jester's jokes) a share of the responses is reserved
+    instead: a pair goes to the side that holds both its responses, pairs across are dropped. Users
+    qualify by `min_pairs` of all their pairs.
     """
     if not 0.0 <= holdout_frac < 1.0:
         raise UsageError(f"must be in [0, 1), got {holdout_frac}", param="holdout_users")
@@ -94,20 +118,23 @@ def split_by_user(
         raise UsageError(f"must be in [0, 1), got {seen_frac}", param="seen_frac")
     if not 0.0 <= item_holdout < 1.0:
         raise UsageError(f"must be in [0, 1), got {item_holdout}", param="item_holdout")
+    if items not in ITEM_KINDS:
+        raise UsageError(f"must be one of {', '.join(ITEM_KINDS)}, got {items!r}", param="items")
     per_user: Counter = Counter()
-    prompts: set[str] = set()
+    keys: set[bytes] = set()
     for pair in read_pairs(src):
         per_user[pair.user_id] += 1
         if item_holdout:
-            prompts.add(pair.prompt)
-    items = _ItemSplit(prompts, item_holdout, seed) if item_holdout else None
-    if items is not None:
+            keys.update(_digest(text) for text in _ItemSplit.keys(pair, items))
+    item_split = _ItemSplit(keys, item_holdout, seed, items) if item_holdout else None
+    if item_split is not None:
         if holdout_frac == 0:
-            raise UsageError("needs held-out users (--holdout-users > 0) to test on the held-out prompts",
+            raise UsageError(f"needs held-out users (--holdout-users > 0) to test on the held-out {items}",
                              param="item_holdout")
-        if not items.heldout_prompts or len(items.heldout_prompts) == len(prompts):
-            raise UsageError(f"{src} has {len(prompts)} distinct prompts: too few to reserve {item_holdout:g} of "
-                             "them for held-out users", param="item_holdout")
+        if not item_split.heldout or len(item_split.heldout) == len(keys):
+            raise UsageError(f"{src} has {len(keys)} distinct {items}: too few to reserve {item_holdout:g} of "
+                             f"them for held-out users" + (" (one prompt? try --items responses)"
+                                                           if items == "prompts" else ""), param="item_holdout")
     report = SplitReport()
     if None in per_user:
         report.dropped["no user_id"] = per_user.pop(None)
@@ -125,11 +152,11 @@ def split_by_user(
     report.heldout_users = sorted(heldout)
     report.train_users = sorted(set(eligible) - heldout)
     kept = per_user
-    if items is not None:  # a second pass: what training raters keep, and the responses of training prompts
+    if item_split is not None:  # a second pass: what training raters keep, and the responses of training prompts
         kept = Counter()
         for pair in read_pairs(src):
-            items.note(pair)
-            if pair.user_id in per_user and pair.prompt not in items.heldout_prompts:
+            item_split.note(pair)
+            if pair.user_id in per_user and item_split.why_not(pair, heldout_user=False) is None:
                 kept[pair.user_id] += 1
     seen_rows = {
         user: set(_user_rng(seed, user).permutation(kept[user])[: int(seen_frac * kept[user])].tolist())
@@ -147,7 +174,7 @@ def split_by_user(
             user = pair.user_id
             if user is None or user not in per_user or per_user[user] < min_pairs:
                 continue
-            reason = items.why_not(pair, user in heldout) if items is not None else None
+            reason = item_split.why_not(pair, user in heldout) if item_split is not None else None
             if reason is not None:
                 report.dropped[reason] += 1
                 continue
