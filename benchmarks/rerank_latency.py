@@ -183,6 +183,7 @@ def main() -> None:
             result["torch_fp32_budget_tokens_model_only"] = timed(torch_budget_tokens, args.repeats)
         result["torch_version"] = torch.__version__
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "rerank_latency.json").write_text(json.dumps(result, indent=1))
     m = result["machine"]
     rows = [(k, v) for k, v in result.items() if isinstance(v, dict) and "p50_ms" in v]

@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--artifact", default=str(WORK / "models" / "tldr-budget" / "none" / "rfm-s0" / "artifact"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="Folder for static_int8.{json,md}.")
     args = parser.parse_args()
     from transformers import AutoConfig
 
@@ -148,7 +149,8 @@ def main() -> None:
     command = "python benchmarks/static_int8.py" + (f" --repeats {args.repeats}" if args.repeats != 15 else "")
     result = {"command": command, "machine": machine(), "threads": args.threads,
               "artifact": args.artifact, "rounds": rounds, "quality": quality}
-    out = ROOT / "benchmarks" / "results"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "static_int8.json").write_text(json.dumps(result, indent=1))
     lines = ["# int8 graph choices vs the shipped dynamic int8 graph", "",
              f"Command: `{result['command']}`; {result['machine'].get('cpu')}, {args.threads} threads. "

@@ -254,6 +254,19 @@ def _split_for(pairs: list, shots: int, seed: int) -> tuple[list, list]:
                          and pairs[i].rejected not in judged]
 
 
+def _candidate_sets(test_pairs: list, sets: int, n: int, seed: int) -> list[list[str]]:
+    """`sets` seeded draws of `n` responses from a person's test pairs (responses they never judged)."""
+    pool = sorted({t for p in test_pairs for t in (p.chosen, p.rejected)})
+    rng = np.random.default_rng(seed + 1)
+    return [[pool[i] for i in rng.choice(len(pool), size=min(n, len(pool)), replace=False)] for _ in range(sets)]
+
+
+def _top_pick(true: np.ndarray, scores: np.ndarray) -> float:
+    """The true reward of the highest-scored candidate on the set's scale: 0 = a random pick, 1 = the best."""
+    spread = true.max() - true.mean()
+    return float((true[int(np.argmax(scores))] - true.mean()) / spread) if spread > 1e-9 else 0.0
+
+
 def personalise_one(artifact: Path, heldout, raters, shots: int, store: Path, seed: int, say,
                     sets: int = 10, n: int = 8) -> dict:
     """Adapt a held-out synthetic person from `shots` choices and rerank candidates none of which they judged
@@ -261,7 +274,8 @@ def personalise_one(artifact: Path, heldout, raters, shots: int, store: Path, se
 
     The person shown is the one with the median gain (personalised minus one-size accuracy on their new
     responses) among the held-out people: representative, not the best case. Top picks are scored by
-    the person's true reward over `sets` candidate sets of `n`, so one lucky or unlucky set does not decide.
+    the person's true reward over `sets` candidate sets of `n`, so one lucky or unlucky set does not decide,
+    and the same is done for every held-out person, so one person does not decide either.
     """
     from rfm.evaluation import accuracy, featurise_pairs
     from rfm.runtime import FeatureExtractor, RewardModel, load_artifact
@@ -271,14 +285,20 @@ def personalise_one(artifact: Path, heldout, raters, shots: int, store: Path, se
         by_user[p.user_id].append(p)
     model = RewardModel.load(artifact, device="cpu", store=store)
     extractor = FeatureExtractor(load_artifact(artifact), device="cpu")
-    gains = {}
+    gains, everyone = {}, {}
+    mean = model.population["mean"]
     for user in sorted(by_user):
         adapt_pairs, test_pairs = _split_for(by_user[user], shots, seed)
         if not test_pairs:
             continue
         w = model.fit(featurise_pairs(extractor, adapt_pairs))
         deltas = featurise_pairs(extractor, test_pairs)
-        gains[user] = (accuracy(deltas, w), accuracy(deltas, model.population["mean"]), adapt_pairs, test_pairs)
+        gains[user] = (accuracy(deltas, w), accuracy(deltas, mean), adapt_pairs, test_pairs)
+        picks = []
+        for candidates in _candidate_sets(test_pairs, sets, n, seed):
+            phi, true = extractor.candidates(test_pairs[0].prompt, candidates), raters.rewards(user, candidates)
+            picks.append((_top_pick(true, phi @ mean), _top_pick(true, phi @ w)))
+        everyone[user] = np.mean(picks, axis=0)
     if not gains:
         raise RuntimeError("no held-out person has a choice left between responses they did not judge; "
                        "use more --taste-pairs")
@@ -287,20 +307,15 @@ def personalise_one(artifact: Path, heldout, raters, shots: int, store: Path, se
     personal_acc, population_acc, adapt_pairs, test_pairs = gains[user]
     n_test = len(test_pairs)
     model.store.delete(user)
-    pool = sorted({t for p in test_pairs for t in (p.chosen, p.rejected)})
-    rng = np.random.default_rng(seed + 1)
-    candidate_sets = [[pool[i] for i in rng.choice(len(pool), size=min(n, len(pool)), replace=False)]
-                      for _ in range(sets)]
+    candidate_sets = _candidate_sets(test_pairs, sets, n, seed)
     prompt = test_pairs[0].prompt
     before = [model.rerank(user, prompt, c) for c in candidate_sets]
     model.adapt(user, [(p.prompt, p.chosen, p.rejected) for p in adapt_pairs], replace=True)
     after = [model.rerank(user, prompt, c) for c in candidate_sets]
 
     def normalised(ranking) -> float:
-        """The top pick's true reward on the set's scale: 0 = a random pick, 1 = the best candidate."""
         true = raters.rewards(user, [r.text for r in ranking])
-        spread = true.max() - true.mean()
-        return float((true[0] - true.mean()) / spread) if spread > 1e-9 else 0.0
+        return _top_pick(true, -np.arange(len(true)))  # a ranking: its first candidate is the pick
 
     top_before = float(np.mean([normalised(r) for r in before]))
     top_after = float(np.mean([normalised(r) for r in after]))
@@ -314,10 +329,16 @@ def personalise_one(artifact: Path, heldout, raters, shots: int, store: Path, se
         say(f"   {_describe_text(b.text):<44} | {_describe_text(a.text)}")
     say(f"   top pick's true reward for this person, mean over the {sets} sets (random pick 0, best candidate 1): "
         f"one-size {top_before:+.2f}, personalised {top_after:+.2f}")
+    all_before, all_after = np.mean(list(everyone.values()), axis=0)
+    better = int(sum(picks[1] > picks[0] for picks in everyone.values()))
+    say(f"   the same for all {len(everyone)} held-out people (mean over people): one-size {all_before:+.2f}, "
+        f"personalised {all_after:+.2f}; personalised higher for {better} of them")
     return {"user": user, "synthetic": True, "taste": raters.taste(user), "chosen_as": "median gain",
             "adapted_on": len(adapt_pairs), "new_response_pairs": n_test, "personalised_accuracy": personal_acc,
             "one_size_accuracy": population_acc, "candidate_sets": sets, "candidates": n,
             "top_pick_normalised_reward": {"one_size": top_before, "personalised": top_after},
+            "everyone": {"people": len(everyone), "personalised_higher": better,
+                         "top_pick_normalised_reward": {"one_size": float(all_before), "personalised": float(all_after)}},
             "ranking_changed": any([r.text for r in b] != [r.text for r in a] for b, a in zip(before, after,
                                                                                                  strict=True))}
 

@@ -32,6 +32,8 @@ def test_demo_runs_every_stage(tiny_backbone, tmp_path):
     assert example["new_response_pairs"] >= 1 and 0.0 <= example["personalised_accuracy"] <= 1.0
     assert example["chosen_as"] == "median gain" and set(example["top_pick_normalised_reward"]) == {
         "one_size", "personalised"}
+    assert example["everyone"]["people"] >= 1 and 0 <= example["everyone"]["personalised_higher"] <= example[
+        "everyone"]["people"]
     assert "synthetic; taste:" in result.stderr and "new responses" in result.stderr
     # part 2's held-out people are judged on responses no training pair contains
     assert "nobody trained on" in result.stderr and summary["taste_split"]["pairs"]["heldout"] > 0
