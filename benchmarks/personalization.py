@@ -18,6 +18,9 @@ Datasets
 - tldr: OpenAI TL;DR comparisons (batch13 + batch18), workers with >= 20 pairs; real raters.
 - jester: Jester joke ratings of real people (`rfm data convert --format jester`, --min-gap 3,
   --max-pairs 100), users with >= 20 pairs.
+- jester-unseen: the same people and held-out users, jokes nobody trained on: --max-pairs 400, then
+  `rfm data split --item-holdout 0.5 --items responses` (training raters keep their pairs of two of
+  75 jokes, held-out users theirs of two of the other 75; pairs across are dropped).
 - s1 / s2: synthetic raters (`rfm data synth`, Scenario 1 / 2) over a pool of real responses: the
   994 UltraFeedback train pairs + the first 1,000 HH-RLHF harmless-test pairs; 40 raters x 150
   pairs, temperature 0.1. s2-small: Scenario 2, 24 raters x 80 pairs, UltraFeedback responses only.
@@ -67,7 +70,7 @@ from rfm.evaluation import evaluate_heldout, evaluate_seen, featurise_pairs, gro
 from rfm.pipeline import cached_json, export_stage, train_stage  # noqa: E402
 
 SHOTS_SYNTHETIC = (0, 5, 10, 20, 50)
-REAL_DATASETS = ("tldr", "jester")  # real raters: no true weights, so no ceilings or best-of-n
+REAL_DATASETS = ("tldr", "jester", "jester-unseen")  # real raters: no true weights, so no ceilings or best-of-n
 SHOTS_REAL = (0, 5, 10, 20)  # real users have fewer pairs: m = 50 would leave most out
 REPEATS = 3
 # dataset -> (scenario or None, raters, pairs per rater, source)
@@ -92,8 +95,8 @@ def _literal(text: str) -> object:
     return text
 
 
-def _split(src: Path, folder: Path) -> Path:
-    report = split_by_user(src, folder, 0.3, seed=0, min_pairs=20)
+def _split(src: Path, folder: Path, **items) -> Path:
+    report = split_by_user(src, folder, 0.3, seed=0, min_pairs=20, **items)
     (folder / "split.json").write_text(json.dumps(report.to_json(), indent=1))
     return folder
 
@@ -121,6 +124,9 @@ def prepare_real(work: Path, data_dir: Path, quick: bool = False) -> dict[str, P
     write_pairs(jester, jester_pairs(data_dir / "jester", ConvertReport(), min_gap=3.0, max_pairs=100, seed=0))
     if not quick:
         splits["jester"] = _split(jester, work / "split_jester")
+        jester400 = work / "jester400.jsonl"
+        write_pairs(jester400, jester_pairs(data_dir / "jester", ConvertReport(), min_gap=3.0, max_pairs=400, seed=0))
+        splits["jester-unseen"] = _split(jester400, work / "split_jester-unseen", item_holdout=0.5, items="responses")
     return splits
 
 
