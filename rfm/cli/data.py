@@ -79,7 +79,7 @@ def convert(fmt: str, src: tuple[str, ...], output: str, min_gap: float, max_pai
 def split(src: str, holdout_users: float, min_pairs: int, seen_frac: float, item_holdout: float, items: str,
           seed: int, output: str, as_json: bool) -> None:
     """Split SRC by user into training raters and held-out users (no user on both sides); with
-    --item-holdout also by prompt (no response on both sides)."""
+    --item-holdout also by prompt or response (no response on both sides)."""
     import json
 
     from rfm.data.split import split_by_user
