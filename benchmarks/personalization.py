@@ -26,6 +26,10 @@ Datasets
   pairs, temperature 0.1. s2-small: Scenario 2, 24 raters x 80 pairs, UltraFeedback responses only.
 - taste: Scenario 3 over the same pool, 40 raters x 150 pairs: each rater has one checkable taste
   (detailed/brief, lists/prose, casual/formal, hedged/direct).
+- taste-unseen / s2-unseen: the same raters (seed, scenario and pool) on responses nobody trained on:
+  300 pairs each, then `rfm data split --item-holdout 0.5`: training raters keep their ~150 pairs
+  on half the prompts, held-out users theirs on the other half (pairs re-using a training response
+  dropped); best-of-n draws its extra candidates from the held-out half only.
 
 Methods: the RFM (rfm train defaults: d = 32, layers pooling, few-shot selection), the non-adaptive
 Bradley-Terry baseline ("one-size"), and the adaptive linear probe: per-user logistic regression on
@@ -77,6 +81,7 @@ REPEATS = 3
 SYNTHETIC = {"taste": (3, 40, 150, "pool"), "s2": (2, 40, 150, "pool"), "s2-small": (2, 24, 80, "uf"),
              "s1": (1, 40, 150, "pool")}
 QUICK_SYNTHETIC = {"s2": (2, 12, 60, "pool"), "taste": (3, 16, 60, "pool")}
+UNSEEN = ("taste", "s2")  # also measured on responses nobody trained on ("<name>-unseen")
 
 
 def _seed_of(*parts: object) -> int:
@@ -139,6 +144,11 @@ def prepare(work: Path, data_dir: Path, quick: bool) -> dict[str, Path]:
         synthesise(work / f"{source}.jsonl", synth, scenario, raters, seed=0, pairs_per_rater=per_rater,
                    temperature=0.1)
         splits[name] = _split(synth, work / f"split_{name}")
+        if name in UNSEEN and not quick:
+            synth = work / f"{name}-unseen.jsonl"
+            synthesise(work / f"{source}.jsonl", synth, scenario, raters, seed=0, pairs_per_rater=2 * per_rater,
+                       temperature=0.1)
+            splits[f"{name}-unseen"] = _split(synth, work / f"split_{name}-unseen", item_holdout=0.5)
     return splits
 
 
@@ -251,6 +261,8 @@ def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: l
     shots = SHOTS_REAL if dataset in REAL_DATASETS else SHOTS_SYNTHETIC
     raters = None if dataset in REAL_DATASETS else SyntheticRaters.load(sidecar_path(work / f"{dataset}.jsonl"))
     entry = {"split": json.loads((split / "split.json").read_text()), "shots": list(shots), "methods": {}}
+    if dataset.endswith("-unseen") and raters is not None:  # best-of-n candidates nobody trained on either
+        pool = sorted({t for p in load_pairs(split / "heldout.jsonl") for t in (p.chosen, p.rejected)})
     for name, options in METHODS.items():
         per_seed = []
         for seed in seeds if name != "linear-probe" else seeds[:1]:
