@@ -26,9 +26,9 @@ Datasets
   pairs, temperature 0.1. s2-small: Scenario 2, 24 raters x 80 pairs, UltraFeedback responses only.
 - taste: Scenario 3 over the same pool, 40 raters x 150 pairs: each rater has one checkable taste
   (detailed/brief, lists/prose, casual/formal, hedged/direct).
-- taste-unseen / s2-unseen: the same raters (seed, scenario and pool) on responses nobody trained on:
-  300 pairs each, then `rfm data split --item-holdout 0.5`: training raters keep their ~150 pairs
-  on half the prompts, held-out users theirs on the other half (pairs re-using a training response
+- taste-unseen / s2-unseen / s2-small-unseen / s1-unseen: the same raters (seed, scenario and pool) on
+  responses nobody trained on: twice the pairs each (300; s2-small 160), then `rfm data split
+  --item-holdout 0.5`: training raters keep about their usual number of pairs on half the prompts, held-out users theirs on the other half (pairs re-using a training response
   dropped); best-of-n draws its extra candidates from the held-out half only.
 
 Methods: the RFM (rfm train defaults: d = 32, layers pooling, few-shot selection), the non-adaptive
@@ -81,7 +81,7 @@ REPEATS = 3
 SYNTHETIC = {"taste": (3, 40, 150, "pool"), "s2": (2, 40, 150, "pool"), "s2-small": (2, 24, 80, "uf"),
              "s1": (1, 40, 150, "pool")}
 QUICK_SYNTHETIC = {"s2": (2, 12, 60, "pool"), "taste": (3, 16, 60, "pool")}
-UNSEEN = ("taste", "s2")  # also measured on responses nobody trained on ("<name>-unseen")
+UNSEEN = ("taste", "s2", "s2-small", "s1")  # also measured on responses nobody trained on ("<name>-unseen")
 
 
 def _seed_of(*parts: object) -> int:
@@ -257,13 +257,14 @@ def ceiling_rows(split: Path, raters: SyntheticRaters, shots, seed: int) -> dict
     return rows
 
 
-def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: list[str], started: float) -> dict:
+def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: list[str], started: float,
+                methods: dict[str, dict] | None = None, ceilings: bool = True) -> dict:
     shots = SHOTS_REAL if dataset in REAL_DATASETS else SHOTS_SYNTHETIC
     raters = None if dataset in REAL_DATASETS else SyntheticRaters.load(sidecar_path(work / f"{dataset}.jsonl"))
     entry = {"split": json.loads((split / "split.json").read_text()), "shots": list(shots), "methods": {}}
     if dataset.endswith("-unseen") and raters is not None:  # best-of-n candidates nobody trained on either
         pool = sorted({t for p in load_pairs(split / "heldout.jsonl") for t in (p.chosen, p.rejected)})
-    for name, options in METHODS.items():
+    for name, options in (METHODS if methods is None else methods).items():
         per_seed = []
         for seed in seeds if name != "linear-probe" else seeds[:1]:
             t0 = time.perf_counter()
@@ -289,7 +290,7 @@ def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: l
                   + " ".join(f"m={m}:{row['new_responses']['shots'][str(m)]['accuracy']:.3f}" for m in shots)
                   + f" ({row['new_responses']['users']} users)", flush=True)
         entry["methods"][name] = per_seed
-    if raters is not None:
+    if raters is not None and ceilings:
         entry["methods"].update(ceiling_rows(split, raters, shots, seeds[0]))
     return entry
 
@@ -299,13 +300,16 @@ def keep_earlier_variants(entry: dict, earlier: dict | None) -> dict:
     each labelled with the command that measured it, so a re-run without `--variant` loses nothing."""
     if not earlier:
         return entry
+    measured_ceilings = any("(ceiling)" in name for name in entry["methods"])
     kept = {name: rows for name, rows in earlier["methods"].items()
-            if name not in entry["methods"] and "(ceiling)" not in name}
+            if name not in entry["methods"] and not ("(ceiling)" in name and measured_ceilings)}
     if not kept:
         return entry
-    methods = entry["methods"]
+    methods = {**entry["methods"], **kept}
     ceilings = {name: rows for name, rows in methods.items() if "(ceiling)" in name}
-    entry["methods"] = {**{n: r for n, r in methods.items() if n not in ceilings}, **kept, **ceilings}
+    # the earlier run's order first (rfm, one-size, probe, variants), then this run's new rows, ceilings last
+    order = [n for n in earlier["methods"] if n in methods] + [n for n in entry["methods"] if n not in earlier["methods"]]
+    entry["methods"] = {**{n: methods[n] for n in order if n not in ceilings}, **ceilings}
     earlier_labels = earlier.get("kept_rows", {})
     entry["kept_rows"] = {name: earlier_labels.get(name, earlier.get("measured_by")) for name in kept}
     return entry
@@ -335,12 +339,21 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                         help="Also train an RFM with these rfm train options (e.g. 'rfm-prompt32:prompt_budget=32'), "
                              "measured like the others; repeatable.")
+    parser.add_argument("--methods", default=None, metavar="NAME,...",
+                        help="Train and measure only these methods (rfm, one-size, linear-probe or a --variant name); "
+                             "the other rows, ceilings included, are kept from the existing results file.")
     parser.add_argument("--ceilings-only", action="store_true",
                         help="Recompute only the synthetic datasets' ceiling rows in the existing results file.")
     args = parser.parse_args()
     for variant in args.variant:
         name, _, options = variant.partition(":")
         METHODS[name] = {"kind": "rfm", **{k: _literal(v) for k, v in (o.split("=", 1) for o in options.split(",") if o)}}
+    methods = None
+    if args.methods:
+        unknown = sorted(set(args.methods.split(",")) - set(METHODS))
+        if unknown:
+            parser.error(f"--methods: unknown {', '.join(unknown)} (known: {', '.join(METHODS)}; add one with --variant)")
+        methods = {name: METHODS[name] for name in args.methods.split(",")}
     os.environ.setdefault("RFM_QUIET", "1")
     work, out = Path(args.work), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -352,7 +365,8 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")][: 1 if args.quick else None]
     command = ("python benchmarks/personalization.py" + (" --quick" if args.quick else "")
                + (f" --datasets {args.datasets}" if args.datasets else "")
-               + "".join(f" --variant {v}" for v in args.variant))
+               + "".join(f" --variant {v}" for v in args.variant)
+               + (f" --methods {args.methods}" if args.methods else ""))
     results: dict = {"command": command, "repeats": REPEATS, "seeds": seeds, "datasets": {}}
     results_path = out / "personalization.json"
     if results_path.is_file() and args.datasets:  # a subset re-run keeps the other datasets' results
@@ -361,7 +375,7 @@ def main() -> None:
         update_ceilings(results_path, splits, work, seeds[0], command + " --ceilings-only", out)
         return
     for dataset, split in splits.items():
-        entry = run_dataset(dataset, split, work, seeds, pool, started)
+        entry = run_dataset(dataset, split, work, seeds, pool, started, methods, ceilings=methods is None)
         entry["measured_by"] = f"{command} (finished {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
         results["datasets"][dataset] = keep_earlier_variants(entry, results["datasets"].get(dataset))
         results_path.write_text(json.dumps(results, indent=1))

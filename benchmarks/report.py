@@ -47,6 +47,11 @@ def paired_differences(rows: list[dict], baseline: list[dict], n_boot: int = 200
     return {m: paired_difference(per_user(rows, m), per_user(baseline, m), n_boot=n_boot) for m in shots}
 
 
+def _diff_cells(diffs: dict[str, dict]) -> str:
+    return "; ".join(f"m={m} {100 * d['diff']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]"
+                     for m, d in diffs.items())
+
+
 def paired_lines(entry: dict) -> list[str]:
     baseline = entry["methods"].get("one-size")
     if not baseline:
@@ -57,9 +62,10 @@ def paired_lines(entry: dict) -> list[str]:
             continue
         diffs = paired_differences(rows, baseline)
         if diffs:
-            lines.append(f"- {name} minus one-size: " + "; ".join(
-                f"m={m} {100 * d['diff']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]"
-                for m, d in diffs.items()))
+            lines.append(f"- {name} minus one-size: " + _diff_cells(diffs))
+        default = entry["methods"].get("rfm")
+        if name.startswith("rfm-") and default and (diffs := paired_differences(rows, default)):
+            lines.append(f"- {name} minus rfm (the default recipe): " + _diff_cells(diffs))
     if not lines:
         return []
     return ["Paired over the same users (new responses, points; each user's accuracy averaged over the training "

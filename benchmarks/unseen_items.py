@@ -41,21 +41,17 @@ from personalization import (  # noqa: E402
     LINEAR_READOUT,
     METHODS,
     SHOTS_SYNTHETIC,
-    SYNTHETIC,
     TRUE_ATTRIBUTES,
-    _split,
     ceiling_rows,
     evaluate_artifact,
-    prepare_real,
     train_and_export,
-    write_pool,
 )
+from personalization import prepare as prepare_benchmarks  # noqa: E402
 from report import accuracy_table, paired_differences  # noqa: E402
 from rfm.runtime import load_artifact  # noqa: E402
 from taste_scaling import HELDOUT_PAIRS, _random_per_user, prepare  # noqa: E402
 
 from rfm.data.jsonl import load_pairs, write_pairs  # noqa: E402
-from rfm.data.synth import synthesise  # noqa: E402
 from rfm.pipeline import cached_json  # noqa: E402
 
 POPULATIONS = {"taste": 3, "s2": 2}
@@ -133,16 +129,7 @@ def overlap(folder: Path) -> dict:
 
 def benchmark_overlap(work: Path, data_dir: Path) -> dict[str, dict]:
     """The same overlap figures for `personalization.py`'s datasets (converted, synthesised and split as it does)."""
-    figures = {name: overlap(split) for name, split in prepare_real(work, data_dir).items()}
-    write_pool(work, data_dir)
-    for name, (scenario, raters, per_rater, source) in SYNTHETIC.items():
-        synth, split = work / f"{name}.jsonl", work / f"split_{name}"
-        if not (split / "split.json").is_file():
-            synthesise(work / f"{source}.jsonl", synth, scenario, raters, seed=0, pairs_per_rater=per_rater,
-                       temperature=0.1)
-            _split(synth, split)
-        figures[name] = overlap(split)
-    return figures
+    return {name: overlap(split) for name, split in prepare_benchmarks(work, data_dir, quick=False).items()}
 
 
 def run_config(work: Path, data_dir: Path, config: tuple[str, str, int, int], started: float,
