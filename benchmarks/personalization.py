@@ -28,8 +28,8 @@ Datasets
   (detailed/brief, lists/prose, casual/formal, hedged/direct).
 - taste-unseen / s2-unseen / s2-small-unseen / s1-unseen: the same raters (seed, scenario and pool) on
   responses nobody trained on: twice the pairs each (300; s2-small 160), then `rfm data split
-  --item-holdout 0.5`: training raters keep about their usual number of pairs on half the prompts, held-out users theirs on the other half (pairs re-using a training response
-  dropped); best-of-n draws its extra candidates from the held-out half only.
+  --item-holdout 0.5`: training raters keep about their usual number of pairs on half the prompts,
+  held-out users theirs on the other half (pairs re-using a training response dropped); best-of-n draws its extra candidates from the held-out half only.
 
 Methods: the RFM (rfm train defaults: d = 32, layers pooling, few-shot selection), the non-adaptive
 Bradley-Terry baseline ("one-size"), and the adaptive linear probe: per-user logistic regression on
@@ -258,7 +258,8 @@ def ceiling_rows(split: Path, raters: SyntheticRaters, shots, seed: int) -> dict
 
 
 def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: list[str], started: float,
-                methods: dict[str, dict] | None = None, ceilings: bool = True) -> dict:
+                methods: dict[str, dict] | None = None) -> dict:
+    """Train and measure `methods` (default: all, and the ceilings; a subset leaves the ceilings to the earlier run)."""
     shots = SHOTS_REAL if dataset in REAL_DATASETS else SHOTS_SYNTHETIC
     raters = None if dataset in REAL_DATASETS else SyntheticRaters.load(sidecar_path(work / f"{dataset}.jsonl"))
     entry = {"split": json.loads((split / "split.json").read_text()), "shots": list(shots), "methods": {}}
@@ -290,14 +291,14 @@ def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: l
                   + " ".join(f"m={m}:{row['new_responses']['shots'][str(m)]['accuracy']:.3f}" for m in shots)
                   + f" ({row['new_responses']['users']} users)", flush=True)
         entry["methods"][name] = per_seed
-    if raters is not None and ceilings:
+    if raters is not None and methods is None:
         entry["methods"].update(ceiling_rows(split, raters, shots, seeds[0]))
     return entry
 
 
 def keep_earlier_variants(entry: dict, earlier: dict | None) -> dict:
-    """The new entry, with the variant rows an earlier run measured and this one did not (before the ceilings),
-    each labelled with the command that measured it, so a re-run without `--variant` loses nothing."""
+    """The new entry, with the rows an earlier run measured and this one did not (variants, or with `--methods`
+    any row and the ceilings), each labelled with the command that measured it, so a subset re-run loses nothing."""
     if not earlier:
         return entry
     measured_ceilings = any("(ceiling)" in name for name in entry["methods"])
@@ -375,7 +376,7 @@ def main() -> None:
         update_ceilings(results_path, splits, work, seeds[0], command + " --ceilings-only", out)
         return
     for dataset, split in splits.items():
-        entry = run_dataset(dataset, split, work, seeds, pool, started, methods, ceilings=methods is None)
+        entry = run_dataset(dataset, split, work, seeds, pool, started, methods)
         entry["measured_by"] = f"{command} (finished {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
         results["datasets"][dataset] = keep_earlier_variants(entry, results["datasets"].get(dataset))
         results_path.write_text(json.dumps(results, indent=1))

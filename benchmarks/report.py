@@ -56,14 +56,13 @@ def paired_lines(entry: dict) -> list[str]:
     baseline = entry["methods"].get("one-size")
     if not baseline:
         return []
-    lines = []
+    lines, default = [], entry["methods"].get("rfm")
     for name, rows in entry["methods"].items():
         if name == "one-size" or rows[0].get("precision") == "exact":
             continue
         diffs = paired_differences(rows, baseline)
         if diffs:
             lines.append(f"- {name} minus one-size: " + _diff_cells(diffs))
-        default = entry["methods"].get("rfm")
         if name.startswith("rfm-") and default and (diffs := paired_differences(rows, default)):
             lines.append(f"- {name} minus rfm (the default recipe): " + _diff_cells(diffs))
     if not lines:
