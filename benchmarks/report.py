@@ -107,8 +107,10 @@ def personalization_report(path: Path, out: Path) -> None:
 
     results = json.loads(Path(path).read_text())
     lines = ["# Personalisation: held-out users adapted from m of their own choices", "",
-             f"Command: `{results['command']}`"
-             + (f" (total {results['total_seconds'] / 60:.0f} min, 2-core CPU)." if results.get("total_seconds") else "."),
+             f"Latest run: `{results['command']}`"
+             + (f" (total {results['total_seconds'] / 60:.0f} min, 2-core CPU)." if results.get("total_seconds") else ".")
+             + " Datasets and rows it did not measure are kept from earlier runs: each section's \"Measured by\""
+             " and \"Rows kept\" lines name the command behind its rows.",
              "", DESCRIPTION, ""]
     for dataset, entry in results["datasets"].items():
         split = entry.get("split") or {}
