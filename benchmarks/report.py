@@ -65,6 +65,8 @@ def paired_lines(entry: dict) -> list[str]:
             lines.append(f"- {name} minus one-size: " + _diff_cells(diffs))
         if name.startswith("rfm-") and default and (diffs := paired_differences(rows, default)):
             lines.append(f"- {name} minus rfm (the default recipe): " + _diff_cells(diffs))
+        if name.startswith("one-size-") and default and (diffs := paired_differences(default, rows)):
+            lines.append(f"- rfm minus {name} (a one-size variant as the baseline): " + _diff_cells(diffs))
     if not lines:
         return []
     return ["Paired over the same users (new responses, points; each user's accuracy averaged over the training "
