@@ -51,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -286,6 +287,7 @@ def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: l
             row = cached_json(folder / "result.json", [art / "rfm.json", split / "heldout.jsonl", list(shots)], measure)
             row["seconds"] = round(time.perf_counter() - t0, 1)
             row["prior_cov_scale"] = (summary.get("prior_width") or {}).get("cov_scale")
+            row["weight_decay"] = summary["config"]["weight_decay"]  # the chosen one, under --weight-decay-grid
             per_seed.append(row)
             print(f"[{time.perf_counter() - started:6.0f}s] {dataset} {name} seed {seed}: new responses "
                   + " ".join(f"m={m}:{row['new_responses']['shots'][str(m)]['accuracy']:.3f}" for m in shots)
@@ -348,7 +350,9 @@ def main() -> None:
     args = parser.parse_args()
     for variant in args.variant:
         name, _, options = variant.partition(":")
-        METHODS[name] = {"kind": "rfm", **{k: _literal(v) for k, v in (o.split("=", 1) for o in options.split(",") if o)}}
+        # a comma starts a new option only before "key=", so a value may hold commas (weight_decay_grid=0.1,1,3)
+        items = (o.split("=", 1) for o in re.split(r",(?=\w+=)", options) if o)
+        METHODS[name] = {"kind": "rfm", **{k: _literal(v) for k, v in items}}
     methods = None
     if args.methods:
         unknown = sorted(set(args.methods.split(",")) - set(METHODS))

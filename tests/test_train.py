@@ -209,6 +209,72 @@ def test_prompt_validation_holds_out_whole_prompts():
                 TrainConfig(val_split="prompts"))
 
 
+def test_response_validation_holds_out_responses_even_under_one_prompt():
+    """--val-split responses: every validation pair has a response in no training pair, with a single prompt."""
+    from rfm.train.trainer import TrainConfig, index_pairs, judging
+
+    rng = np.random.default_rng(0)
+    jokes = [f"joke {i}" for i in range(120)]
+    pairs = [Pair("Tell me a joke.", *rng.choice(jokes, size=2, replace=False), f"u{i % 50}") for i in range(1500)]
+    data = index_pairs(pairs, TrainConfig())
+    for judge_frac in (0.0, 0.15):
+        judge = judging(data, TrainConfig(val_split="responses", judge_frac=judge_frac))
+        trained = ~judge.val & ~judge.excluded
+        seen = set(data.a[trained]) | set(data.b[trained])
+        for mask in (judge.val, judge.tasks_val & judge.tasks_rows):  # early stopping, and what the judges score on
+            assert mask.any() and all(a not in seen or b not in seen for a, b in zip(data.a[mask], data.b[mask], strict=True))
+        assert trained.sum() > judge.val.sum() > 0
+    with pytest.raises(UsageError, match="distinct responses"):
+        judging(index_pairs([Pair("p", f"a{i % 5}", f"b{i % 4}", f"u{i % 5}") for i in range(50)], TrainConfig()),
+                TrainConfig(val_split="responses"))
+
+
+def test_weight_decay_search_ships_the_best_decay_and_extends_a_winning_edge():
+    from rfm.train.decay_search import parse_grid, search_weight_decay
+    from rfm.train.trainer import FitResult, TrainConfig
+
+    head = torch.nn.Linear(2, 1)
+    torch.nn.init.zeros_(head.weight)
+
+    def fit_peaking_at(peak: float):
+        def fit(cfg: TrainConfig) -> FitResult:
+            assert float(head.weight.detach().abs().sum()) == 0  # every value starts from the same initial head
+            with torch.no_grad():
+                head.weight.fill_(cfg.weight_decay)  # leaves a mark of the decay it was trained with
+            score = -abs(np.log(cfg.weight_decay / peak))
+            return FitResult(None, [], 3, {"val_loss": -score}, score)
+        return fit
+
+    _, cfg, search = search_weight_decay(fit_peaking_at(1.0), head, TrainConfig(weight_decay_grid="10,0.1,1"))
+    assert cfg.weight_decay == search["chosen"] == 1.0 and float(head.weight[0, 0]) == 1.0
+    assert [r["weight_decay"] for r in search["tried"]] == [0.1, 1.0, 10.0] and search["extended"] == 0
+    torch.nn.init.zeros_(head.weight)
+    _, cfg, search = search_weight_decay(fit_peaking_at(50.0), head, TrainConfig(weight_decay_grid="1,10"))
+    assert [r["weight_decay"] for r in search["tried"]] == [1.0, 10.0, 30.0, 90.0] and cfg.weight_decay == 30.0
+    assert parse_grid("") == () and parse_grid("3, 0.1,3") == (0.1, 3.0)
+    for bad in ("0.1,x", "-1"):
+        with pytest.raises(UsageError, match="--weight-decay-grid"):
+            parse_grid(bad)
+
+
+def test_weight_decay_grid_trains_each_value_and_records_the_choice(tiny_backbone, scenario2_split, tmp_path):
+    data = scenario2_split / "train.jsonl"
+    for kind in ("baseline", "rfm"):
+        summary = train_tiny(tiny_backbone, data, tmp_path / kind, kind=kind, epochs=2, min_epochs=0,
+                             weight_decay_grid="0.1,3", val_split="responses")
+        search = summary["weight_decay_search"]
+        assert [r["weight_decay"] for r in search["tried"]][:2] == [0.1, 3.0]
+        assert summary["config"]["weight_decay"] == search["chosen"]
+        assert max(r["score"] for r in search["tried"]) == next(r["score"] for r in search["tried"]
+                                                                 if r["weight_decay"] == search["chosen"])
+        assert search["criterion"] == ("validation log-loss" if kind == "baseline" else
+                                       "few-shot accuracy on new responses")
+        assert read_summary(tmp_path / kind)["weight_decay_search"] == search
+    for bad in ({"tune": "full"}, {"kind": "linear-probe"}, {"weight_decay_grid": "1,a"}):
+        with pytest.raises(UsageError, match="--weight-decay-grid"):
+            train_tiny(tiny_backbone, data, tmp_path / "bad", **{"weight_decay_grid": "0.1,3", **bad})
+
+
 def test_judges_are_saved_adapted_from_all_their_pairs(tiny_backbone, tmp_path):
     from rfm.adapt import MAPLogisticRegression, fit_choices
     from rfm.train.run import _with_judges

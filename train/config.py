@@ -47,6 +47,11 @@ class TrainConfig:
     lr: float = opt(3e-3, "Learning rate of the head and W.")
     backbone_lr: float = opt(3e-5, "Learning rate of the encoder with --tune full.")
     weight_decay: float = opt(0.1, "AdamW decay of the head.")
+    weight_decay_grid: str = opt("", "Comma-separated decays to try instead (e.g. 0.1,1,3,10; --tune head only): "
+                                 "the head is trained once per value and the one validation scores best ships "
+                                 "(RFM: few-shot accuracy on new responses; --baseline bt: validation log-loss); "
+                                 "a grid whose largest value wins is extended. Use with --val-split responses or "
+                                 "prompts: validation on responses training saw rewards memorising them.")
     w_l2: float = opt(0.3, "L2 penalty on each rater's deviation from the shared weights.")
     dropout: float = opt(0.2, "Dropout on pooled embeddings.")
     max_length: int = opt(256, "Tokens per (prompt, response).")
@@ -64,7 +69,9 @@ class TrainConfig:
     val_split: str = opt("raters", "What validation holds out. raters: --val-frac of each rater's pairs (their "
                          "responses may be in other raters' training pairs); prompts: every pair of --val-frac of "
                          "the prompts, so epochs and the prior are judged on responses no training pair contains, "
-                         "as a newly generated candidate is (needs >= 20 distinct prompts).", ("raters", "prompts"))
+                         "as a newly generated candidate is (needs >= 20 distinct prompts); responses: every pair "
+                         "holding one of --val-frac of the distinct responses, which no training pair contains "
+                         "(works with a single prompt, e.g. Jester).", ("raters", "prompts", "responses"))
     judge_frac: float = opt(0.15, "With 40 or more raters: share of raters (at least 8) kept out of training to "
                              "judge the epochs and the prior as new people (then adapted from all their pairs and "
                              "saved like the others); only they may shrink the prior. 0, or fewer raters: the "

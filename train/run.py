@@ -16,6 +16,7 @@ from rfm.adapt import MAPLogisticRegression, fit_choices
 from rfm.runtime.tokenize import TRUNCATION_STRATEGY, PairTokenizer
 from rfm.train.backbone import hub_offline, load_backbone, resolve_backbone, weights_fingerprint
 from rfm.train.config import Kind
+from rfm.train.decay_search import parse_grid, search_weight_decay
 from rfm.train.embed_cache import EmbeddingCache, embed_texts
 from rfm.train.model import POOLINGS, RewardFeatureModel, rfm_config, takes_token_types
 from rfm.train.prior import SELECTION_DRAWS, SHRINK_FACTORS, choose_prior_width
@@ -56,10 +57,13 @@ def _validate(cfg: TrainConfig) -> None:
         (cfg.prompt_budget is None or 1 <= cfg.prompt_budget < cfg.max_length,
          "--prompt-budget must be between 1 and --max-length - 1"),
         (0 <= cfg.val_frac < 1, "--val-frac must be in [0, 1)"),
-        (cfg.val_split in ("raters", "prompts"), "--val-split must be raters or prompts"),
+        (cfg.val_split in ("raters", "prompts", "responses"), "--val-split must be raters, prompts or responses"),
         (not (cfg.kind == "linear-probe" and cfg.tune == "full"), "--baseline linear-probe trains no features; "
          "use --tune head"),
+        (not cfg.weight_decay_grid or (cfg.tune == "head" and cfg.kind != "linear-probe"),
+         "--weight-decay-grid trains the head once per value: use it with --tune head, for an RFM or --baseline bt"),
     ]
+    parse_grid(cfg.weight_decay_grid)  # a one-line error for a malformed grid, before any encoding
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
@@ -120,7 +124,14 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
                     p.requires_grad_(False)
                 tokens = (token_states(model.backbone, pair_tok, data.texts, model.uses_token_types)
                           if cfg.head == "tokens" else None)
-                result = fit_head_on_embeddings(data, embeddings, model.head, cfg, features, progress, tokens)
+                def fit(config: TrainConfig):
+                    return fit_head_on_embeddings(data, embeddings, model.head, config, features, progress, tokens)
+
+                if cfg.weight_decay_grid:
+                    result, cfg, summary["weight_decay_search"] = search_weight_decay(fit, model.head, cfg)
+                    summary["config"] = config_dict(cfg)
+                else:
+                    result = fit(cfg)
                 model.head.eval()
                 with torch.no_grad():
                     phi = head_features(model.head, torch.from_numpy(embeddings), tokens,
@@ -306,6 +317,10 @@ def describe(summary: dict) -> str:
                      f"val acc {m['val_acc']:.3f}, val loss {m['val_loss']:.3f}")
     elif "train_acc" in m:
         parts.append(f"train acc {m['train_acc']:.3f}")
+    search = summary.get("weight_decay_search")
+    if search:
+        tried = ", ".join(f"{r['weight_decay']:g}" for r in search["tried"])
+        parts.append(f"weight decay {search['chosen']:g} of {tried} (by {search['criterion']})")
     width = summary.get("prior_width")
     if width and width.get("val_loglik"):
         scale = f"cov x{width['cov_scale']:g} " if width.get("cov_scale", 1.0) != 1.0 else ""

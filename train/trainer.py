@@ -94,10 +94,32 @@ def prompt_validation_mask(data: PairData, frac: float, seed: int) -> np.ndarray
     return np.array([p in held for p in prompt_of], dtype=bool)
 
 
+# `--val-split responses` needs this many distinct responses, for the same reason.
+MIN_TEXTS_FOR_RESPONSE_SPLIT = 20
+
+
+def response_validation_mask(data: PairData, frac: float, seed: int) -> np.ndarray:
+    """Every pair holding one of a seeded `frac` of the distinct (prompt, response) texts: each validation
+    pair has a response no training pair contains (the other may be a training response). Unlike
+    `prompt_validation_mask` it works when every pair has the same prompt (Jester's jokes)."""
+    n = len(data.texts)
+    if n < MIN_TEXTS_FOR_RESPONSE_SPLIT:
+        raise UsageError(f"the data has {n} distinct responses; --val-split responses needs at least "
+                         f"{MIN_TEXTS_FOR_RESPONSE_SPLIT} (use --val-split raters)", param="val_split")
+    if frac <= 0:
+        return np.zeros(len(data.a), dtype=bool)
+    held = np.zeros(n, dtype=bool)
+    held[np.random.default_rng(seed).choice(n, size=max(1, round(frac * n)), replace=False)] = True
+    return held[data.a] | held[data.b]
+
+
 def validation_split(data: PairData, cfg: TrainConfig) -> np.ndarray:
-    """The validation pairs `--val-split` asks for (see `validation_mask`, `prompt_validation_mask`)."""
+    """The validation pairs `--val-split` asks for (see `validation_mask`, `prompt_validation_mask`,
+    `response_validation_mask`)."""
     if cfg.val_split == "prompts":
         return prompt_validation_mask(data, cfg.val_frac, cfg.seed)
+    if cfg.val_split == "responses":
+        return response_validation_mask(data, cfg.val_frac, cfg.seed)
     return validation_mask(data.user, cfg.val_frac, cfg.seed)
 
 
@@ -140,9 +162,10 @@ def judging(data: PairData, cfg: TrainConfig) -> Judging:
     val = split & ~excluded
     if not judges.any():
         return Judging(val, excluded, val, np.ones(len(val), dtype=bool), judges)
-    # judges adapt from half their pairs and are scored on the other half; with --val-split prompts, from
-    # their pairs on training prompts and on those of the held-out prompts (responses nobody trained on)
-    half = (split if cfg.val_split == "prompts" else validation_mask(data.user, 0.5, cfg.seed + 2)) & excluded
+    # judges adapt from half their pairs and are scored on the other half; with --val-split prompts or
+    # responses, from their pairs of training texts and scored on the held-out ones (responses nobody trained on)
+    held_out_texts = cfg.val_split in ("prompts", "responses")
+    half = (split if held_out_texts else validation_mask(data.user, 0.5, cfg.seed + 2)) & excluded
     return Judging(val, excluded, half, excluded, judges)
 
 
@@ -181,6 +204,7 @@ class FitResult:
     history: list[dict]
     best_epoch: int
     metrics: dict
+    score: float = math.nan  # the best epoch's selection score (higher is better): what a decay search compares
 
 
 @dataclass
@@ -341,7 +365,7 @@ def fit_bradley_terry(
     best_row = next(row for row in history if row["epoch"] == stopper.best_epoch)
     metrics = {k: v for k, v in best_row.items() if k != "epoch"}
     metrics.update(train_pairs=len(train_rows), val_pairs=len(val_rows), epochs_run=len(history))
-    return FitResult(weights, history, stopper.best_epoch, metrics)
+    return FitResult(weights, history, stopper.best_epoch, metrics, stopper.best_score)
 
 
 def population_prior(weights: np.ndarray, floor: float = 1e-4) -> dict[str, np.ndarray]:
