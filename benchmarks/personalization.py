@@ -287,7 +287,8 @@ def run_dataset(dataset: str, split: Path, work: Path, seeds: list[int], pool: l
             row = cached_json(folder / "result.json", [art / "rfm.json", split / "heldout.jsonl", list(shots)], measure)
             row["seconds"] = round(time.perf_counter() - t0, 1)
             row["prior_cov_scale"] = (summary.get("prior_width") or {}).get("cov_scale")
-            row["weight_decay"] = summary["config"]["weight_decay"]  # the chosen one, under --weight-decay-grid
+            if "weight_decay_search" in summary:  # --weight-decay-grid: the decay this seed's run chose
+                row["weight_decay_chosen"] = summary["weight_decay_search"]["chosen"]
             per_seed.append(row)
             print(f"[{time.perf_counter() - started:6.0f}s] {dataset} {name} seed {seed}: new responses "
                   + " ".join(f"m={m}:{row['new_responses']['shots'][str(m)]['accuracy']:.3f}" for m in shots)

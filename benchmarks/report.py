@@ -67,6 +67,10 @@ def paired_lines(entry: dict) -> list[str]:
             lines.append(f"- {name} minus rfm (the default recipe): " + _diff_cells(diffs))
         if name.startswith("one-size-") and default and (diffs := paired_differences(default, rows)):
             lines.append(f"- rfm minus {name} (a one-size variant as the baseline): " + _diff_cells(diffs))
+        twin = entry["methods"].get("one-size-" + name.removeprefix("rfm-"))
+        if name.startswith("rfm-") and twin and (diffs := paired_differences(rows, twin)):
+            lines.append(f"- {name} minus one-size-{name.removeprefix('rfm-')} (both trained the same way): "
+                         + _diff_cells(diffs))
     if not lines:
         return []
     return ["Paired over the same users (new responses, points; each user's accuracy averaged over the training "
@@ -92,6 +96,8 @@ def accuracy_table(entry: dict, key: str) -> list[str]:
                           for r in rows)
         seen = np.mean([r["seen"]["accuracy"] for r in rows])
         precision = "" if all(r["precision"] in ("int8", "exact") for r in rows) else " (fp32)"
+        if all("weight_decay_chosen" in r for r in rows):
+            precision += " (decay " + ",".join(f"{r['weight_decay_chosen']:g}" for r in rows) + ")"
         lines.append(f"| {name}{precision} | {epochs} | {widths} | {seen:.3f} | {cells} |")
     return lines
 

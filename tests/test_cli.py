@@ -49,6 +49,13 @@ def test_unknown_option_is_usage_error():
     assert result.exit_code == 2
 
 
+def test_a_malformed_weight_decay_grid_is_one_usage_line_before_any_work(tmp_path):
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "run"),
+                                      "--weight-decay-grid", "0.1,x"])
+    assert result.exit_code == 2 and "rfm: error: --weight-decay-grid: expected comma-separated numbers" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
 def test_check_verifies_an_artifact_and_fails_with_exit_1_when_features_differ(tiny_artifact, tmp_path):
     import json
     import shutil

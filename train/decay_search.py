@@ -29,10 +29,10 @@ def parse_grid(text: str) -> tuple[float, ...]:
     try:
         values = sorted({float(v) for v in text.split(",") if v.strip()})
     except ValueError:
-        raise UsageError(f"--weight-decay-grid: expected comma-separated numbers, got {text!r}",
+        raise UsageError(f"expected comma-separated numbers, got {text!r}",
                          param="weight_decay_grid") from None
     if any(v < 0 for v in values):
-        raise UsageError("--weight-decay-grid: decays must be >= 0", param="weight_decay_grid")
+        raise UsageError("decays must be >= 0", param="weight_decay_grid")
     return tuple(values)
 
 
