@@ -246,7 +246,7 @@ def test_weight_decay_search_ships_the_best_decay_and_extends_a_winning_edge():
         return fit
 
     _, cfg, search = search_weight_decay(fit_peaking_at(1.0), head, TrainConfig(weight_decay_grid="10,0.1,1"))
-    assert cfg.weight_decay == search["chosen"] == 1.0 and float(head.weight[0, 0]) == 1.0
+    assert cfg.weight_decay == search["chosen"] == 1.0 and float(head.weight.detach()[0, 0]) == 1.0
     assert [r["weight_decay"] for r in search["tried"]] == [0.1, 1.0, 10.0] and search["extended"] == 0
     torch.nn.init.zeros_(head.weight)
     _, cfg, search = search_weight_decay(fit_peaking_at(50.0), head, TrainConfig(weight_decay_grid="1,10"))
