@@ -229,39 +229,49 @@ def test_response_validation_holds_out_responses_even_under_one_prompt():
                 TrainConfig(val_split="responses"))
 
 
-def test_weight_decay_search_ships_the_best_decay_and_extends_a_winning_edge():
+def test_weight_decay_search_compares_on_held_out_responses_and_extends_a_winning_edge():
     from rfm.train.decay_search import parse_grid, search_weight_decay
     from rfm.train.trainer import FitResult, TrainConfig
 
     head = torch.nn.Linear(2, 1)
     torch.nn.init.zeros_(head.weight)
+    calls = []
 
     def fit_peaking_at(peak: float):
         def fit(cfg: TrainConfig) -> FitResult:
-            assert float(head.weight.detach().abs().sum()) == 0  # every value starts from the same initial head
+            assert float(head.weight.detach().abs().sum()) == 0  # every fit starts from the same initial head
+            calls.append((cfg.weight_decay, cfg.val_split))
             with torch.no_grad():
                 head.weight.fill_(cfg.weight_decay)  # leaves a mark of the decay it was trained with
             score = -abs(np.log(cfg.weight_decay / peak))
             return FitResult(None, [], 3, {"val_loss": -score}, score)
         return fit
 
-    _, cfg, search = search_weight_decay(fit_peaking_at(1.0), head, TrainConfig(weight_decay_grid="10,0.1,1"))
+    _, cfg, search = search_weight_decay(fit_peaking_at(1.0), head, TrainConfig(weight_decay_grid="10,0.1,1"), 100)
     assert cfg.weight_decay == search["chosen"] == 1.0 and float(head.weight.detach()[0, 0]) == 1.0
     assert [r["weight_decay"] for r in search["tried"]] == [0.1, 1.0, 10.0] and search["extended"] == 0
+    # compared on held-out responses, then the chosen decay retrained on the run's own (raters) split
+    assert calls == [(0.1, "responses"), (1.0, "responses"), (10.0, "responses"), (1.0, "raters")]
+    assert search["refit"] and search["compared_on"] == "--val-split responses"
+    calls.clear()
     torch.nn.init.zeros_(head.weight)
-    _, cfg, search = search_weight_decay(fit_peaking_at(50.0), head, TrainConfig(weight_decay_grid="1,10"))
+    _, cfg, search = search_weight_decay(fit_peaking_at(50.0), head,
+                                         TrainConfig(weight_decay_grid="1,10", val_split="prompts"), 100)
     assert [r["weight_decay"] for r in search["tried"]] == [1.0, 10.0, 30.0, 90.0] and cfg.weight_decay == 30.0
+    assert not search["refit"] and len(calls) == 4 and float(head.weight.detach()[0, 0]) == 30.0  # the best fit
     assert parse_grid("") == () and parse_grid("3, 0.1,3") == (0.1, 3.0)
     for bad in ("0.1,x", "-1"):
         with pytest.raises(UsageError, match="weight_decay_grid: "):
             parse_grid(bad)
+    with pytest.raises(UsageError, match="distinct responses"):
+        search_weight_decay(fit_peaking_at(1.0), head, TrainConfig(weight_decay_grid="1,10"), 5)
 
 
 def test_weight_decay_grid_trains_each_value_and_records_the_choice(tiny_backbone, scenario2_split, tmp_path):
     data = scenario2_split / "train.jsonl"
     for kind in ("baseline", "rfm"):
         summary = train_tiny(tiny_backbone, data, tmp_path / kind, kind=kind, epochs=2, min_epochs=0,
-                             weight_decay_grid="0.1,3", val_split="responses")
+                             weight_decay_grid="0.1,3")
         search = summary["weight_decay_search"]
         assert [r["weight_decay"] for r in search["tried"]][:2] == [0.1, 3.0]
         assert summary["config"]["weight_decay"] == search["chosen"]
@@ -269,6 +279,7 @@ def test_weight_decay_grid_trains_each_value_and_records_the_choice(tiny_backbon
                                                                  if r["weight_decay"] == search["chosen"])
         assert search["criterion"] == ("validation log-loss" if kind == "baseline" else
                                        "few-shot accuracy on new responses")
+        assert search["refit"] and summary["config"]["val_split"] == "raters"  # what ships trained as asked
         assert read_summary(tmp_path / kind)["weight_decay_search"] == search
     for bad in ({"tune": "full"}, {"kind": "linear-probe"}, {"weight_decay_grid": "1,a"}):
         with pytest.raises(UsageError, match=r"weight.decay.grid"):

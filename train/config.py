@@ -47,11 +47,11 @@ class TrainConfig:
     lr: float = opt(3e-3, "Learning rate of the head and W.")
     backbone_lr: float = opt(3e-5, "Learning rate of the encoder with --tune full.")
     weight_decay: float = opt(0.1, "AdamW decay of the head.")
-    weight_decay_grid: str = opt("", "Comma-separated decays to try instead (e.g. 0.1,1,3,10; --tune head only): "
-                                 "the head is trained once per value and the one validation scores best ships "
-                                 "(RFM: few-shot accuracy on new responses; --baseline bt: validation log-loss); "
-                                 "a grid whose largest value wins is extended. Use with --val-split responses or "
-                                 "prompts: validation on responses training saw rewards memorising them.")
+    weight_decay_grid: str = opt("", "Comma-separated decays to try instead (e.g. 0.1,1,3,10; --tune head only). They "
+                                 "are compared on validation pairs holding responses no training pair contains "
+                                 "(--val-split responses, or prompts if given; RFM: few-shot accuracy, --baseline "
+                                 "bt: log-loss), a winning largest value extends the grid, and the chosen decay is "
+                                 "then trained on --val-split's own split and ships.")
     w_l2: float = opt(0.3, "L2 penalty on each rater's deviation from the shared weights.")
     dropout: float = opt(0.2, "Dropout on pooled embeddings.")
     max_length: int = opt(256, "Tokens per (prompt, response).")

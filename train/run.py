@@ -128,7 +128,8 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
                     return fit_head_on_embeddings(data, embeddings, model.head, config, features, progress, tokens)
 
                 if cfg.weight_decay_grid:
-                    result, cfg, summary["weight_decay_search"] = search_weight_decay(fit, model.head, cfg)
+                    result, cfg, summary["weight_decay_search"] = search_weight_decay(fit, model.head, cfg,
+                                                                                      len(data.texts))
                     summary["config"] = config_dict(cfg)
                 else:
                     result = fit(cfg)
@@ -320,7 +321,8 @@ def describe(summary: dict) -> str:
     search = summary.get("weight_decay_search")
     if search:
         tried = ", ".join(f"{r['weight_decay']:g}" for r in search["tried"])
-        parts.append(f"weight decay {search['chosen']:g} of {tried} (by {search['criterion']})")
+        parts.append(f"weight decay {search['chosen']:g} of {tried} (by {search['criterion']} on "
+                     f"{search['compared_on']})")
     width = summary.get("prior_width")
     if width and width.get("val_loglik"):
         scale = f"cov x{width['cov_scale']:g} " if width.get("cov_scale", 1.0) != 1.0 else ""
