@@ -268,6 +268,8 @@ def test_weight_decay_search_compares_on_held_out_responses_and_extends_a_winnin
 
 
 def test_weight_decay_grid_trains_each_value_and_records_the_choice(tiny_backbone, scenario2_split, tmp_path):
+    from rfm.train.run import describe
+
     data = scenario2_split / "train.jsonl"
     for kind in ("baseline", "rfm"):
         summary = train_tiny(tiny_backbone, data, tmp_path / kind, kind=kind, epochs=2, min_epochs=0,
@@ -280,6 +282,7 @@ def test_weight_decay_grid_trains_each_value_and_records_the_choice(tiny_backbon
         assert search["criterion"] == ("validation log-loss" if kind == "baseline" else
                                        "few-shot accuracy on new responses")
         assert search["refit"] and summary["config"]["val_split"] == "raters"  # what ships trained as asked
+        assert f"weight decay {search['chosen']:g} of 0.1, 3" in describe(summary)
         assert read_summary(tmp_path / kind)["weight_decay_search"] == search
     for bad in ({"tune": "full"}, {"kind": "linear-probe"}, {"weight_decay_grid": "1,a"}):
         with pytest.raises(UsageError, match=r"weight.decay.grid"):
