@@ -125,7 +125,11 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig
                 tokens = (token_states(model.backbone, pair_tok, data.texts, model.uses_token_types)
                           if cfg.head == "tokens" else None)
                 def fit(config: TrainConfig):
-                    return fit_head_on_embeddings(data, embeddings, model.head, config, features, progress, tokens)
+                    # under a grid, each bar names the decay and the split it is judged on
+                    desc = (f"training {config.kind}, weight decay {config.weight_decay:g} ({config.val_split} "
+                            "split)") if cfg.weight_decay_grid else None
+                    return fit_head_on_embeddings(data, embeddings, model.head, config, features, progress, tokens,
+                                                  desc)
 
                 if cfg.weight_decay_grid:
                     result, cfg, summary["weight_decay_search"] = search_weight_decay(fit, model.head, cfg,

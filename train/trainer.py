@@ -431,7 +431,8 @@ def head_features(head: nn.Module, embeddings: torch.Tensor, tokens: TokenStates
 
 
 def fit_head_on_embeddings(data: PairData, embeddings: np.ndarray, head: nn.Module, cfg: TrainConfig, d: int,
-                           progress: bool = True, tokens: TokenStates | None = None) -> FitResult:
+                           progress: bool = True, tokens: TokenStates | None = None, desc: str | None = None
+                           ) -> FitResult:
     """Train the head (and W) on cached pooled embeddings (and, for `--head tokens`, token states).
 
     A standardising first layer of the head is set from these embeddings. With `warm_start` (RFM,
@@ -479,4 +480,4 @@ def fit_head_on_embeddings(data: PairData, embeddings: np.ndarray, head: nn.Modu
 
         select = fewshot_selector(data, judge, phi_of, cfg.seed)
     return fit_bradley_terry(data, featurise_with(head), [head], cfg, d, progress, init_shared=init_shared,
-                             val_mask=val, select=select, exclude=judge.excluded)
+                             val_mask=val, select=select, exclude=judge.excluded, desc=desc)
