@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Callable
 
 from rfm.train.config import TrainConfig
-from rfm.train.trainer import MIN_TEXTS_FOR_RESPONSE_SPLIT, FitResult
+from rfm.train.trainer import MIN_TEXTS_FOR_RESPONSE_SPLIT, TEXT_HOLDOUT_SPLITS, FitResult
 
 from rfm.errors import UsageError
 
@@ -39,7 +39,7 @@ def parse_grid(text: str) -> tuple[float, ...]:
 
 def search_split(cfg: TrainConfig) -> str:
     """The validation split the decays are compared on: the run's own if it holds out texts, else responses."""
-    return cfg.val_split if cfg.val_split in ("prompts", "responses") else "responses"
+    return cfg.val_split if cfg.val_split in TEXT_HOLDOUT_SPLITS else "responses"
 
 
 def search_weight_decay(fit: Callable[[TrainConfig], FitResult], head, cfg: TrainConfig, n_texts: int

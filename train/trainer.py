@@ -94,6 +94,9 @@ def prompt_validation_mask(data: PairData, frac: float, seed: int) -> np.ndarray
     return np.array([p in held for p in prompt_of], dtype=bool)
 
 
+# The `--val-split` values whose validation pairs hold responses no training pair contains.
+TEXT_HOLDOUT_SPLITS = ("prompts", "responses")
+
 # `--val-split responses` needs this many distinct responses, for the same reason.
 MIN_TEXTS_FOR_RESPONSE_SPLIT = 20
 
@@ -164,8 +167,7 @@ def judging(data: PairData, cfg: TrainConfig) -> Judging:
         return Judging(val, excluded, val, np.ones(len(val), dtype=bool), judges)
     # judges adapt from half their pairs and are scored on the other half; with --val-split prompts or
     # responses, from their pairs of training texts and scored on the held-out ones (responses nobody trained on)
-    held_out_texts = cfg.val_split in ("prompts", "responses")
-    half = (split if held_out_texts else validation_mask(data.user, 0.5, cfg.seed + 2)) & excluded
+    half = (split if cfg.val_split in TEXT_HOLDOUT_SPLITS else validation_mask(data.user, 0.5, cfg.seed + 2)) & excluded
     return Judging(val, excluded, half, excluded, judges)
 
 
