@@ -25,3 +25,20 @@ def rank_queries(deltas: np.ndarray, mean: np.ndarray, cov: np.ndarray, method: 
         gain = 0.5 * np.log1p(p * (1.0 - p) * var)
         return np.argsort(-gain, kind="stable")
     raise ValueError("method must be 'information' or 'uncertainty'")
+
+
+def choose_questions(adapter, deltas: np.ndarray, m: int, method: str = "information",
+                     answered: np.ndarray | None = None) -> list[int]:
+    """Indices of `m` of the candidate pairs `deltas`, asked one at a time as `RewardModel.next_question`
+    asks: each the best under the posterior given the answers so far (`answered`, then those chosen).
+
+    `adapter` is a `UserAdapter` (its `posterior`). Each answer is read off the row's orientation
+    (chosen - rejected), which the ranking ignores: both criteria are symmetric in the sign of x."""
+    X = np.atleast_2d(np.asarray(deltas, dtype=np.float64))
+    known = np.zeros((0, X.shape[1])) if answered is None else np.atleast_2d(np.asarray(answered, dtype=np.float64))
+    chosen: list[int] = []
+    left = list(range(len(X)))
+    for _ in range(min(m, len(X))):
+        mean, cov = adapter.posterior(np.vstack([known, X[chosen]]))
+        chosen.append(left.pop(int(rank_queries(X[left], mean, cov, method)[0])))
+    return chosen

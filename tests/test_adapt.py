@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rfm.adapt import MAPLogisticRegression, MixtureMAPLogisticRegression, UserAdapter, rank_queries
+from rfm.adapt import (
+    MAPLogisticRegression,
+    MixtureMAPLogisticRegression,
+    UserAdapter,
+    choose_questions,
+    rank_queries,
+)
 from sklearn.linear_model import LogisticRegression
 
 
@@ -111,6 +117,20 @@ def test_query_choice_prefers_informative_pairs():
     assert rank_queries(candidates, mean, cov, "information")[0] == 1
     assert rank_queries(candidates, mean, cov, "uncertainty")[0] == 1
     assert rank_queries(candidates, mean, cov, "information")[-1] == 2
+
+
+def test_questions_are_asked_one_at_a_time_given_the_answers_so_far():
+    adapter = UserAdapter({"mean": np.zeros(2), "cov": np.diag([4.0, 4.0])})
+    # three copies of one question along x, one along y: after an answer along x, y is worth more
+    candidates = np.array([[2.0, 0.0], [2.0, 0.0], [2.0, 0.0], [0.0, 1.5]])
+    first = rank_queries(candidates, *adapter.posterior(np.zeros((0, 2))))[0]
+    order = choose_questions(adapter, candidates, 3)
+    assert order[0] == first == 0 and order[1] == 3 and len(set(order)) == 3
+    assert choose_questions(adapter, candidates, 10) == choose_questions(adapter, candidates, 4)  # at most all
+    # earlier answers count: having answered along x already, the first question is along y
+    assert choose_questions(adapter, candidates, 1, answered=np.array([[2.0, 0.0]] * 3)) == [3]
+    # the sign of a row (which side was chosen) does not change what is asked
+    assert choose_questions(adapter, candidates * np.array([[1], [-1], [1], [-1]]), 3) == order
 
 
 def _mixture_by_hand(rows, cov, scale, X):
