@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rfm.adapt import UserAdapter
+from rfm.adapt import UserAdapter, choose_questions
 from rfm.data.jsonl import Pair, index_texts, load_pairs
 from rfm.errors import UsageError
 from rfm.runtime.artifact import Artifact, load_artifact
@@ -152,6 +152,71 @@ def evaluate_heldout(users: dict[str, UserPairs], adapter: UserAdapter, shots: S
     return result
 
 
+def question_split(user: str, data: UserPairs, repeat: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """A user's pairs as (pool to ask from, test pairs sharing no response with any pool pair, how split).
+
+    By pairs: a seeded half of them is the pool, the rest minus those re-using a pool response is the
+    test. Where responses recur so often that this leaves fewer test pairs than a quarter of the pool
+    (one prompt, many pairs per joke: Jester), by responses instead: a seeded half of the distinct
+    responses, the pool the pairs inside it, the test the pairs outside it."""
+    n = len(data.deltas)
+    rng = _rng(seed, user, -1, repeat)  # m = -1: a stream of its own, not one of split_shots' draws
+    perm = rng.permutation(n)
+    pool = perm[: n // 2]
+    seen = {t for i in pool for t in data.texts[i]}
+    test = np.array([i for i in perm[n // 2 :] if not (set(data.texts[i]) & seen)], dtype=np.int64)
+    if len(test) >= len(pool) / 4:
+        return pool, test, "pairs"
+    responses = sorted({t for pair in data.texts for t in pair})
+    half = {responses[i] for i in rng.permutation(len(responses))[: len(responses) // 2]}
+    inside = np.array([sum(t in half for t in pair) for pair in data.texts])
+    return np.flatnonzero(inside == 2), np.flatnonzero(inside == 0), "responses"
+
+
+QUESTION_STRATEGIES = ("random", "information")
+
+
+def evaluate_questions(users: dict[str, UserPairs], adapter: UserAdapter, shots: Sequence[int], repeats: int,
+                       seed: int, strategies: Sequence[str] = QUESTION_STRATEGIES, min_test: int = 5) -> dict:
+    """Held-out accuracy when a user answers m questions chosen from a pool of their pairs: at random, or
+    as `RewardModel.next_question` would ask them (`information`, `uncertainty`: one at a time, each the
+    best given the answers before it), scored on the same test pairs, which share no response with the
+    pool, for every strategy and m (`question_split`). Per user (mean over repeats), then over users,
+    the same users everywhere; each strategy minus random paired over users."""
+    largest = max(shots)
+    per_user: dict[str, dict[str, dict[str, list[float]]]] = {s: {str(m): {} for m in shots} for s in strategies}
+    splits: dict[str, int] = {}
+    sizes = []
+    for user, data in users.items():
+        for r in range(repeats):
+            pool, test, how = question_split(user, data, r, seed)
+            if len(pool) < largest or len(test) < min_test:
+                continue
+            splits[how] = splits.get(how, 0) + 1
+            sizes.append((len(pool), len(test)))
+            asked = data.deltas[pool]
+            order = {"random": _rng(seed, user, largest, r).permutation(len(pool))[:largest]}
+            for strategy in strategies:
+                if strategy != "random":
+                    order[strategy] = np.array(choose_questions(adapter, asked, largest, strategy), dtype=np.int64)
+                for m in shots:
+                    w = adapter.fit(asked[order[strategy][:m]])
+                    per_user[strategy][str(m)].setdefault(user, []).append(accuracy(data.deltas[test], w))
+    kept = sorted(per_user[strategies[0]][str(shots[0])])
+    means = {s: {m: {u: float(np.mean(row[u])) for u in kept} for m, row in cols.items()} for s, cols in per_user.items()}
+    result: dict = {"users": len(kept), "excluded_users": len(users) - len(kept), "splits": splits,
+                    "pool_pairs": float(np.mean([p for p, _ in sizes])) if sizes else 0.0,
+                    "test_pairs": float(np.mean([t for _, t in sizes])) if sizes else 0.0, "strategies": {}}
+    for strategy, cols in means.items():
+        result["strategies"][strategy] = {"shots": {m: {"accuracy": float(np.mean(list(v.values()))) if v else float("nan"),
+                                                        "ci95": bootstrap_ci(list(v.values()), seed), "by_user": v}
+                                                    for m, v in cols.items()}}
+        if strategy != "random" and "random" in means:
+            result["strategies"][strategy]["minus_random"] = {
+                m: paired_difference(v, means["random"][m], seed) for m, v in cols.items()}
+    return result
+
+
 def evaluate_seen(users: dict[str, UserPairs], artifact: Artifact) -> dict:
     """Each training rater's own trained row of W on their held-back pairs (pooled over pairs)."""
     raters = artifact.raters()
@@ -198,13 +263,14 @@ def _versus(other_dir: str | os.PathLike, pairs: Sequence[Pair], mine: dict[str,
 def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Sequence[int] = (0, 5, 10, 20, 50),
              repeats: int = 5, seed: int = 0, prior: str = "population", precision: str = "auto", device: str = "auto",
              threads: int | None = None, seen: bool = False, C: float = 1.0, prior_scale: float = 1.0,
-             progress: bool = False, versus: str | os.PathLike | None = None) -> dict:
+             progress: bool = False, versus: str | os.PathLike | None = None, questions: bool = False) -> dict:
     """The full `rfm eval` result object (docs/DESIGN.md §3.5).
 
     `heldout` is the headline protocol (new responses, same users at every m);
     `heldout_shared_responses` the same users and draws with test pairs that may re-use judged responses;
     `versus` (with another artifact, e.g. the one-size model): this artifact minus that one per m, paired
     over the same users and draws, with a bootstrap 95% CI.
+    `questions`: `evaluate_questions` (m questions as `rfm ask` asks them vs m random pairs of one pool).
     """
     if any(m < 0 for m in shots):
         raise UsageError("must be >= 0", param="shots")
@@ -223,6 +289,8 @@ def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Se
               "prior_width": (artifact.manifest.training or {}).get("prior_width")}
     if seen and versus:
         raise UsageError("compares held-out users; drop it with --seen", param="versus")
+    if seen and questions:
+        raise UsageError("asks held-out users; drop it with --seen", param="questions")
     if seen:
         result["heldout"] = {"users": 0, "shots": {}}
         result["heldout_shared_responses"] = None
@@ -238,6 +306,11 @@ def evaluate(artifact_dir: str | os.PathLike, data: str | os.PathLike, shots: Se
         result["heldout"]["training_raters_in_data"] = len(overlap)
         result["heldout_shared_responses"] = evaluate_heldout(users, adapter, shots, repeats, seed, disjoint=False)
         result["seen"] = None
+        if questions:
+            result["questions"] = evaluate_questions(users, adapter, shots, repeats, seed)
+            for row in result["questions"]["strategies"].values():
+                for column in row["shots"].values():
+                    column.pop("by_user")
         if versus:  # per-user accuracies pair the two artifacts; the JSON keeps only the differences
             mine = {m: row.pop("by_user") for m, row in result["heldout"]["shots"].items()}
             result["versus"] = _versus(versus, pairs, mine, shots, repeats, seed, prior, C, prior_scale,

@@ -150,6 +150,9 @@ class EvalOptions:
     seen: bool = opt(False, "DATA is the seen-user test split: use each rater's trained weights.", flag=True)
     versus: str | None = opt(None, "Another artifact (e.g. the one-size model) scored on the same users and "
                              "draws: this one minus it at each m, paired over users, with a 95% CI.")
+    questions: bool = opt(False, "Also adapt each user from m questions asked as `rfm ask` asks them (one at a "
+                          "time, the most informative pair of a pool of their pairs) vs m random pairs of that pool, "
+                          "scored on the same test pairs, which share no response with the pool.", flag=True)
 
 
 @dataclass

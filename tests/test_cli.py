@@ -13,7 +13,7 @@ from conftest import ROOT
 from rfm.cli.main import cli
 
 COMMANDS = [["data", "convert"], ["data", "split"], ["data", "synth"], ["data", "stats"], ["train"], ["export"],
-            ["eval"], ["adapt"], ["feedback"], ["score"], ["rerank"], ["users", "list"], ["users", "migrate"], ["users", "export"],
+            ["eval"], ["adapt"], ["feedback"], ["ask"], ["score"], ["rerank"], ["users", "list"], ["users", "migrate"], ["users", "export"],
             ["users", "import"], ["check"], ["serve"], ["bench"], ["demo"]]
 
 

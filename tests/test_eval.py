@@ -6,11 +6,12 @@ import json
 
 import numpy as np
 from click.testing import CliRunner
+from rfm.adapt import UserAdapter
 from rfm.runtime import load_artifact
 
 from rfm.cli.main import cli
 from rfm.data.jsonl import Pair, load_pairs, write_pairs
-from rfm.evaluation import UserPairs, accuracy, evaluate, split_shots
+from rfm.evaluation import UserPairs, accuracy, evaluate, evaluate_questions, question_split, split_shots
 
 
 def heldout_file(tmp_path, scenario2, tiny_user: bool = True) -> str:
@@ -67,6 +68,39 @@ def test_disjoint_responses_keeps_them_apart():
         assert len(test) and all(not set(texts[i]) & adapt_texts for i in test)
         _, plain = split_shots("u", data, 5, repeat, 0, disjoint=False)
         assert len(plain) == 25 > len(test)
+
+
+def test_question_pools_share_no_response_with_the_test_pairs():
+    sparse = UserPairs(np.zeros((40, 2)), [(f"a{i}", f"b{i}") for i in range(40)])  # every response once
+    chain = UserPairs(np.zeros((30, 2)), [(f"r{i}", f"r{i + 1}") for i in range(30)])
+    dense = UserPairs(np.zeros((60, 2)), [(f"j{i % 12}", f"j{(i * 5 + 1) % 12}") for i in range(60)])  # 12 jokes
+    for data, how in ((sparse, {"pairs"}), (chain, {"pairs", "responses"}), (dense, {"responses"})):
+        for repeat in range(4):
+            pool, test, used = question_split("u", data, repeat, 0)
+            asked = {t for i in pool for t in data.texts[i]}
+            assert used in how and len(pool) and len(test)
+            assert all(not set(data.texts[i]) & asked for i in test) and not set(pool) & set(test)
+        assert question_split("u", data, 1, 0)[0].tolist() == question_split("u", data, 1, 0)[0].tolist()
+    assert len(question_split("u", sparse, 0, 0)[1]) == 20  # nothing shared: the other half is the test
+
+
+def test_informative_questions_beat_random_choices_on_new_responses():
+    """People differ along one feature that few of their pairs vary: asking finds those pairs."""
+    rng = np.random.default_rng(0)
+    adapter = UserAdapter({"mean": np.array([1.0, 0.0]), "cov": np.diag([0.01, 4.0])})
+    users = {}
+    for u in range(12):
+        w = np.array([1.0, 3.0 * (1 if u % 2 else -1)])
+        x = np.column_stack([rng.normal(size=80), np.where(rng.random(80) < 0.15, rng.normal(size=80) * 2, 0.0)])
+        x = x * np.sign(x @ w + 1e-9)[:, None]  # oriented chosen - rejected under w
+        users[f"u{u}"] = UserPairs(x, [(f"{u}a{i}", f"{u}b{i}") for i in range(80)])
+    result = evaluate_questions(users, adapter, (0, 3, 8), 2, 0, ("random", "information", "uncertainty"))
+    acc = {s: {m: v["accuracy"] for m, v in r["shots"].items()} for s, r in result["strategies"].items()}
+    assert result["users"] == 12 and result["splits"] == {"pairs": 24}
+    assert acc["random"]["0"] == acc["information"]["0"]  # m = 0: the prior, the same test pairs
+    assert acc["information"]["3"] > acc["random"]["3"] + 0.03
+    gain = result["strategies"]["information"]["minus_random"]["3"]
+    assert gain["users"] == 12 and gain["ci95"][0] > 0
 
 
 def test_seen_users_and_cli_json(tiny_artifact, scenario2_split):
@@ -126,6 +160,23 @@ def test_cli_reports_new_responses_first_and_shared_beside(tiny_artifact, scenar
     shots = {prior: r["heldout"]["shots"] for prior, r in runs.items()}
     assert shots["mixture"]["0"] == shots["population"]["0"]  # no choices: both give the population mean
     assert shots["mixture"]["5"]["users"] == shots["population"]["5"]["users"] == 2
+
+
+def test_cli_eval_questions_compares_asked_with_random_on_one_pool(tiny_artifact, scenario2, tmp_path):
+    data = heldout_file(tmp_path, scenario2)
+    args = ["eval", str(tiny_artifact), data, "--shots", "0,5", "--repeats", "2", "--precision", "fp32", "--questions"]
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    q = json.loads(result.stdout)["questions"]
+    assert set(q["strategies"]) == {"random", "information"} and q["users"] == 2 and q["excluded_users"] == 1
+    random, asked = q["strategies"]["random"]["shots"], q["strategies"]["information"]["shots"]
+    assert random["0"]["accuracy"] == asked["0"]["accuracy"] and "by_user" not in random["5"]
+    diff = q["strategies"]["information"]["minus_random"]["5"]
+    assert diff["users"] == 2 and abs(diff["diff"] - (asked["5"]["accuracy"] - random["5"]["accuracy"])) < 1e-9
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0 and "asked vs random, 2 users" in result.stdout
+    result = CliRunner().invoke(cli, [*args, "--seen"])
+    assert result.exit_code == 2 and "--questions" in result.stderr
 
 
 def test_per_user_accuracies_pair_two_models(tiny_artifact, scenario2, tmp_path):

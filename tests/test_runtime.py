@@ -147,6 +147,25 @@ def test_cli_rerank_feedback_users(tiny_artifact, tmp_path):
     assert result.exit_code == 2 and "no stored data" in result.stderr
 
 
+def test_cli_ask_names_the_pair_next_question_picks(tiny_artifact, tmp_path):
+    runner = CliRunner()
+    store = ["--store", str(tmp_path / "store")]
+    drafts = "a short answer\na much longer and more detailed answer with lists\nsomething else\n"
+    result = runner.invoke(cli, ["ask", str(tiny_artifact), "--user", "zoe", "--prompt", "p", "-", "--json", *store],
+                           input=drafts)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    expected = RewardModel.load(tiny_artifact, store=tmp_path / "store").next_question("zoe", "p", drafts.splitlines())
+    assert [r["index"] for r in out["pair"]] == list(expected) and out["method"] == "information"
+    assert [r["text"] for r in out["pair"]] == [drafts.splitlines()[i] for i in expected]
+    result = runner.invoke(cli, ["ask", str(tiny_artifact), "--user", "zoe", "--prompt", "p", "-", *store],
+                           input=drafts)
+    assert result.exit_code == 0 and "which is better?" in result.stdout and "rfm feedback" in result.stderr
+    result = runner.invoke(cli, ["ask", str(tiny_artifact), "--user", "zoe", "--prompt", "p", "-", *store],
+                           input="only one\n")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "at least 2" in result.stderr
+
+
 def test_cli_bad_input_is_one_line_exit_2(tiny_artifact, tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli, ["rerank", str(tiny_artifact), "--user", "a", "--prompt", "p",

@@ -9,7 +9,7 @@ from rfm.cli.common import RfmGroup
 from rfm.cli.data import data
 from rfm.cli.demo import demo
 from rfm.cli.export import export
-from rfm.cli.runtime import adapt, bench, check, evaluate_command, feedback, rerank, score, users
+from rfm.cli.runtime import adapt, ask, bench, check, evaluate_command, feedback, rerank, score, users
 from rfm.cli.serve import serve
 from rfm.cli.train import train
 
@@ -28,7 +28,7 @@ def cli() -> None:
 cli.add_command(data)
 cli.add_command(train)
 cli.add_command(export)
-for command in (evaluate_command, adapt, feedback, score, rerank, users, check, serve, bench, demo):
+for command in (evaluate_command, adapt, feedback, ask, score, rerank, users, check, serve, bench, demo):
     cli.add_command(command)
 
 

@@ -114,6 +114,36 @@ def feedback(artifact, user, prompt, chosen, rejected, as_json, **rt) -> None:
         info(f"recorded; {user!r} has {record.feedback_total} choices ({len(record.deltas)} stored)")
 
 
+@click.command()
+@click.argument("artifact", type=click.Path(file_okay=False))
+@click.option("--user", required=True, help="User id; one with no stored choices starts from the population prior.")
+@click.option("--prompt", required=True, help="The prompt every candidate answers.")
+@click.argument("candidates", default="-")
+@click.option("--format", "fmt", type=click.Choice(["auto", "lines", "jsonl"]), default="auto", show_default=True,
+              help="How CANDIDATES is read, as for `rfm rerank`.")
+@click.option("--method", type=click.Choice(["information", "uncertainty"]), default="information",
+              show_default=True, help="information: the pair whose answer is expected to teach the most about the "
+              "user's weights; uncertainty: the pair whose choice is closest to a coin flip. Both against random "
+              "questions on held-out users: benchmarks/results/questions.md.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: user, method, pair (two candidates "
+              "with index and text).")
+@runtime_options
+def ask(artifact, user, prompt, candidates, fmt, method, as_json, **rt) -> None:
+    """Which two of CANDIDATES (a file, or - for stdin) to show USER next: the comparison whose answer
+    teaches the most about their taste, given their stored choices. Record the answer with `rfm feedback`."""
+    texts = read_candidates(candidates, fmt)
+    model = load_model(artifact, **rt)
+    pair = model.next_question(user, prompt, texts, method)
+    rows = [{"index": i, "text": texts[i]} for i in pair]
+    if as_json:
+        echo_json({"user": user, "method": method, "pair": rows})
+        return
+    click.echo(f"ask {user!r}: which is better?")
+    for row in rows:
+        click.echo(f"  [{row['index']}] {row['text'].replace(chr(10), ' ')[:100]}")
+    info("then record the answer: rfm feedback ARTIFACT --user USER --prompt PROMPT --chosen ... --rejected ...")
+
+
 def _score_command(name: str, doc: str, top_k_option: bool) -> click.Command:
     @click.argument("artifact", type=click.Path(file_okay=False))
     @click.option("--user", required=True, help="User id; one with no stored choices gets the population prior.")
@@ -289,7 +319,7 @@ def users_import(artifact, source, store, replace) -> None:
 @click_options(RuntimeOptions, exclude=("store",))
 @click.option("--json", "as_json", is_flag=True, help="Print all figures as one JSON object.")
 def evaluate_command(artifact, data, shots, repeats, seed, prior, adapter, C, disjoint_responses, seen, versus,
-                     device, precision, threads, as_json) -> None:
+                     questions, device, precision, threads, as_json) -> None:
     """Accuracy of personalised rewards on DATA: held-out users adapted from m of their choices.
 
     The headline is accuracy on pairs whose responses the user never judged while adapting (what a
@@ -301,7 +331,7 @@ def evaluate_command(artifact, data, shots, repeats, seed, prior, adapter, C, di
 
     prior = {"map": "population", "l2": "none"}[adapter] if adapter else prior
     result = evaluate(artifact, data, int_list(shots, "--shots"), repeats, seed, prior, precision, device,
-                      threads, seen, C, progress=not as_json, versus=versus)
+                      threads, seen, C, progress=not as_json, versus=versus, questions=questions)
     if as_json:
         echo_json(result)
         return
@@ -325,9 +355,24 @@ def evaluate_command(artifact, data, shots, repeats, seed, prior, adapter, C, di
                 lo, hi = row["ci95"]
                 click.echo(f"{m:>5}  {100 * row['diff']:+6.1f} points  [{100 * lo:+.1f}, {100 * hi:+.1f}]  "
                            f"({row['users']} users)")
+        if result.get("questions"):
+            _echo_questions(result["questions"])
         width = result.get("prior_width")
         if width:
             click.echo(f"prior width: +{width['margin_variance']:g} logit^2 (chosen at training)")
+
+
+def _echo_questions(q: dict) -> None:
+    """`rfm eval --questions`: accuracy after m random pairs vs m asked ones, and the paired difference."""
+    click.echo(f"asked vs random, {q['users']} users ({q['excluded_users']} left out: a pool under the largest m or "
+               f"under 5 test pairs); pool {q['pool_pairs']:.0f} pairs, test {q['test_pairs']:.0f} new-response pairs:")
+    click.echo(f"{'m':>5}  {'random':>7}  {'asked':>7}  {'asked - random, paired':>30}")
+    random, asked = q["strategies"]["random"], q["strategies"]["information"]
+    for m, row in random["shots"].items():
+        diff = asked["minus_random"][m]
+        lo, hi = diff["ci95"]
+        click.echo(f"{m:>5}  {row['accuracy']:7.3f}  {asked['shots'][m]['accuracy']:7.3f}  "
+                   f"{100 * diff['diff']:+9.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]")
 
 
 @click.command()
