@@ -245,13 +245,12 @@ def _describe_text(text: str) -> str:
             f"hedges {values['hedging']:.1f}")
 
 
-def _split_for(pairs: list, shots: int, seed: int) -> tuple[list, list]:
-    """`shots` pairs to adapt from, and the other pairs that share no response with them."""
+def _split_for(pairs: list, shots: int, seed: int) -> tuple[list[int], list[int]]:
+    """Indices of `shots` pairs to adapt from, and of the other pairs that share no response with them."""
     order = np.random.default_rng(seed).permutation(len(pairs))
-    adapt_pairs = [pairs[i] for i in order[:shots]]
-    judged = {t for p in adapt_pairs for t in (p.chosen, p.rejected)}
-    return adapt_pairs, [pairs[i] for i in order[shots:] if pairs[i].chosen not in judged
-                         and pairs[i].rejected not in judged]
+    judged = {t for i in order[:shots] for t in (pairs[i].chosen, pairs[i].rejected)}
+    return list(order[:shots]), [i for i in order[shots:] if pairs[i].chosen not in judged
+                                 and pairs[i].rejected not in judged]
 
 
 def _candidate_sets(test_pairs: list, sets: int, n: int, seed: int) -> list[list[str]]:
@@ -267,6 +266,21 @@ def _top_pick(true: np.ndarray, scores: np.ndarray) -> float:
     return float((true[int(np.argmax(scores))] - true.mean()) / spread) if spread > 1e-9 else 0.0
 
 
+QUESTION_REPEATS = 5  # pools per held-out person for the asked-vs-random line
+
+
+def _asked_vs_random(result: dict, shots: int) -> dict:
+    """`evaluate_questions` at one m, as the demo prints it."""
+    m = str(shots)
+    if not result["users"]:
+        return {"shots": shots, "people": 0, "pools": QUESTION_REPEATS}
+    diff = result["strategies"]["information"]["minus_random"][m]
+    return {"shots": shots, "people": result["users"], "pools": QUESTION_REPEATS,
+            "asked": result["strategies"]["information"]["shots"][m]["accuracy"],
+            "random": result["strategies"]["random"]["shots"][m]["accuracy"], "diff": diff["diff"],
+            "ci95": diff["ci95"]}
+
+
 def personalise_one(artifact: Path, heldout, raters, shots: int, store: Path, seed: int, say,
                     sets: int = 10, n: int = 8) -> dict:
     """Adapt a held-out synthetic person from `shots` choices and rerank candidates none of which they judged
@@ -277,7 +291,7 @@ def personalise_one(artifact: Path, heldout, raters, shots: int, store: Path, se
     the person's true reward over `sets` candidate sets of `n`, so one lucky or unlucky set does not decide,
     and the same is done for every held-out person, so one person does not decide either.
     """
-    from rfm.evaluation import accuracy, featurise_pairs
+    from rfm.evaluation import accuracy, evaluate_questions, featurise_pairs, group_by_user
     from rfm.runtime import FeatureExtractor, RewardModel, load_artifact
 
     by_user = defaultdict(list)
@@ -285,15 +299,17 @@ def personalise_one(artifact: Path, heldout, raters, shots: int, store: Path, se
         by_user[p.user_id].append(p)
     model = RewardModel.load(artifact, device="cpu", store=store)
     extractor = FeatureExtractor(load_artifact(artifact), device="cpu")
+    users = group_by_user(heldout, featurise_pairs(extractor, heldout))
     gains, everyone = {}, {}
     mean = model.population["mean"]
     for user in sorted(by_user):
-        adapt_pairs, test_pairs = _split_for(by_user[user], shots, seed)
-        if not test_pairs:
+        adapt_rows, test_rows = _split_for(by_user[user], shots, seed)
+        if not test_rows:
             continue
-        w = model.fit(featurise_pairs(extractor, adapt_pairs))
-        deltas = featurise_pairs(extractor, test_pairs)
-        gains[user] = (accuracy(deltas, w), accuracy(deltas, mean), adapt_pairs, test_pairs)
+        deltas = users[user].deltas
+        w = model.fit(deltas[adapt_rows])
+        adapt_pairs, test_pairs = [by_user[user][i] for i in adapt_rows], [by_user[user][i] for i in test_rows]
+        gains[user] = (accuracy(deltas[test_rows], w), accuracy(deltas[test_rows], mean), adapt_pairs, test_pairs)
         picks = []
         for candidates in _candidate_sets(test_pairs, sets, n, seed):
             phi, true = extractor.candidates(test_pairs[0].prompt, candidates), raters.rewards(user, candidates)
@@ -333,12 +349,23 @@ def personalise_one(artifact: Path, heldout, raters, shots: int, store: Path, se
     better = int(sum(picks[1] > picks[0] for picks in everyone.values()))
     say(f"   the same for all {len(everyone)} held-out people (mean over people): one-size {all_before:+.2f}, "
         f"personalised {all_after:+.2f}; personalised higher for {better} of them")
+    asked = _asked_vs_random(evaluate_questions(users, model.adapter(), (shots,), QUESTION_REPEATS, seed), shots)
+    if asked["people"]:
+        say(f"   asking instead of waiting: {shots} questions picked by `rfm ask` from a pool of each held-out "
+            f"person's pairs, scored on their pairs sharing no response with that pool: right on {asked['asked']:.1%}, "
+            f"against {asked['random']:.1%} after {shots} random choices from the pool ({100 * asked['diff']:+.1f} "
+            f"points, 95% CI [{100 * asked['ci95'][0]:+.1f}, {100 * asked['ci95'][1]:+.1f}], {asked['people']} "
+            f"people x {QUESTION_REPEATS} pools)")
+    else:
+        say(f"   asking instead of waiting: no held-out person has a pool of {shots} pairs and 5 more to test on "
+            "(use more --taste-pairs)")
     return {"user": user, "synthetic": True, "taste": raters.taste(user), "chosen_as": "median gain",
             "adapted_on": len(adapt_pairs), "new_response_pairs": n_test, "personalised_accuracy": personal_acc,
             "one_size_accuracy": population_acc, "candidate_sets": sets, "candidates": n,
             "top_pick_normalised_reward": {"one_size": top_before, "personalised": top_after},
             "everyone": {"people": len(everyone), "personalised_higher": better,
                          "top_pick_normalised_reward": {"one_size": float(all_before), "personalised": float(all_after)}},
+            "asked_vs_random": asked,
             "ranking_changed": any([r.text for r in b] != [r.text for r in a] for b, a in zip(before, after,
                                                                                                  strict=True))}
 

@@ -34,6 +34,10 @@ def test_demo_runs_every_stage(tiny_backbone, tmp_path):
         "one_size", "personalised"}
     assert example["everyone"]["people"] >= 1 and 0 <= example["everyone"]["personalised_higher"] <= example[
         "everyone"]["people"]
+    asked = example["asked_vs_random"]
+    assert asked["shots"] == example["adapted_on"] and "asking instead of waiting" in result.stderr
+    assert asked["people"] >= 1 and asked["pools"] >= 1  # accuracies of the same people on the same test pairs
+    assert 0.0 <= asked["asked"] <= 1.0 and abs(asked["diff"] - (asked["asked"] - asked["random"])) < 1e-9
     assert "synthetic; taste:" in result.stderr and "new responses" in result.stderr
     # part 2's held-out people are judged on responses no training pair contains
     assert "nobody trained on" in result.stderr and summary["taste_split"]["pairs"]["heldout"] > 0
