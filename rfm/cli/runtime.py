@@ -123,8 +123,10 @@ def feedback(artifact, user, prompt, chosen, rejected, as_json, **rt) -> None:
               help="How CANDIDATES is read, as for `rfm rerank`.")
 @click.option("--method", type=click.Choice(["information", "uncertainty"]), default="information",
               show_default=True, help="information: the pair whose answer is expected to teach the most about the "
-              "user's weights; uncertainty: the pair whose choice is closest to a coin flip. Both against random "
-              "questions on held-out users: benchmarks/results/questions.md.")
+              "user's weights; uncertainty: the pair whose choice is closest to a coin flip. Measured against random "
+              "questions on held-out users (benchmarks/results/questions.md): after 5 answers information is "
+              "2.7-4.5 points better where people disagree (synthetic tastes), level on TL;DR and Jester; "
+              "uncertainty is no better than random.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: user, method, pair (two candidates "
               "with index and text).")
 @runtime_options
