@@ -21,3 +21,10 @@ def benchmark_parser(doc: str | None, data_dir: bool = True, seeds: bool = True,
     if seeds:
         parser.add_argument("--seeds", default="0,1,2", help="Comma-separated training seeds (default: %(default)s).")
     return parser
+
+
+def command_line(script: str, parser: argparse.ArgumentParser, args: argparse.Namespace, names: tuple[str, ...]) -> str:
+    """How a results file says it was made: the script and each of `names` that differs from its default."""
+    return f"python benchmarks/{script}" + "".join(
+        f" --{name.replace('_', '-')} {getattr(args, name)}" for name in names
+        if getattr(args, name) != parser.get_default(name))

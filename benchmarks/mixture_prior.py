@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from cli_args import benchmark_parser  # noqa: E402
+from cli_args import benchmark_parser, command_line  # noqa: E402
 from personalization import (  # noqa: E402
     METHODS,
     REAL_DATASETS,
@@ -111,8 +111,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     splits = prepare(work, Path(args.data_dir), quick=False)
     seeds = [int(s) for s in args.seeds.split(",")]
-    command = "python benchmarks/mixture_prior.py" + "".join(
-        f" --{k} {v}" for k, v in (("datasets", args.datasets), ("seeds", args.seeds)) if v != parser.get_default(k))
+    command = command_line("mixture_prior.py", parser, args, ("datasets", "seeds"))
     path = out / "mixture_prior.json"
     results = json.loads(path.read_text()) if path.is_file() else {"datasets": {}}  # a re-run keeps other datasets
     results["seeds"] = seeds

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from cli_args import benchmark_parser  # noqa: E402
+from cli_args import benchmark_parser, command_line  # noqa: E402
 from personalization import METHODS, prepare, train_and_export  # noqa: E402
 from report import markdown_table  # noqa: E402
 from rfm.runtime import FeatureExtractor, load_artifact  # noqa: E402
@@ -141,8 +141,7 @@ def main() -> None:
     started = time.perf_counter()
     splits = prepare(work, Path(args.data_dir), quick=False)
     seeds = [int(s) for s in args.seeds.split(",")]
-    command = "python benchmarks/questions.py" + "".join(
-        f" --{k} {v}" for k, v in (("datasets", args.datasets), ("seeds", args.seeds)) if v != parser.get_default(k))
+    command = command_line("questions.py", parser, args, ("datasets", "seeds"))
     path = out / "questions.json"
     results = json.loads(path.read_text()) if path.is_file() else {"datasets": {}}  # a re-run keeps other datasets
     results.update(command=command, seeds=seeds, repeats=REPEATS, shots=list(SHOTS))
