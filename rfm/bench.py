@@ -130,8 +130,9 @@ def bench_grid(artifact: Artifact, devices: Sequence[str], precisions: Sequence[
     cells, skipped = grid_cells(artifact, devices, precisions)
     total, done, started = len(cells) * len(seq_lens) * len(batches), 0, time.perf_counter()
     for device, precision in cells:
+        # a cell of batch B is one session.run of B rows
         extractor = FeatureExtractor(artifact, device=device, precision=precision, threads=threads,
-                                     max_length=max(max(seq_lens), artifact.max_length))
+                                     batch_size=max(batches), max_length=max(max(seq_lens), artifact.max_length))
         for seq_len in seq_lens:
             for batch in batches:
                 prompts, responses = texts_of_length(extractor.tokenizer, batch, seq_len)

@@ -13,12 +13,18 @@ from rfm.runtime.session import choose_device, choose_precision, make_session
 from rfm.runtime.tokenize import PairTokenizer
 from tokenizers import Tokenizer
 
+# Rows per session.run when the caller does not say. On a 2-core Xeon (benchmarks/results/cpu_batch.md) 4 rows
+# per call ran 128 real texts 1.5x faster than 32 and a rerank of 8 x 256 in 88-91 ms instead of 101-114: the
+# activations of a few rows stay in the core's cache. A GPU wants large batches.
+CPU_BATCH_SIZE = 4
+CUDA_BATCH_SIZE = 32
+
 
 class FeatureExtractor:
     """Load once, call many times: `extractor(prompts, responses) -> (n, d) float32`."""
 
     def __init__(self, artifact: Artifact, device: str = "auto", precision: str = "auto",
-                 threads: int | None = None, batch_size: int = 32, max_length: int | None = None):
+                 threads: int | None = None, batch_size: int | None = None, max_length: int | None = None):
         self.artifact = artifact
         self.device = choose_device(device)
         self.precision = choose_precision(artifact, self.device, precision)
@@ -31,7 +37,7 @@ class FeatureExtractor:
                                        pad_id=manifest.pad_token_id, prompt_budget=manifest.truncation.prompt_budget)
         self.session = make_session(graph, self.device, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.batch_size = int(batch_size)
+        self.batch_size = int(batch_size) if batch_size else (CUDA_BATCH_SIZE if self.device == "cuda" else CPU_BATCH_SIZE)
         self.dim = artifact.features
         self._coalescer: CoalescingRunner | None = None
         # On a GPU the device waits for the tokeniser: a call of several batches tokenises batch k+1 while

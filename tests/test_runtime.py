@@ -570,3 +570,19 @@ def test_chunk_cache_path_is_off_for_tokenizers_it_was_not_built_for():
     tok = PairTokenizer(other, 32)
     assert tok.fast_path is None
     assert tok.encode(["wait -- what?!"], ["x"])[0].ids == other.encode("wait -- what?!", "x").ids
+
+
+def test_cpu_runs_a_few_rows_per_call_unless_told(tiny_artifact, monkeypatch):
+    from rfm.runtime.features import CPU_BATCH_SIZE, FeatureExtractor
+
+    art = load_artifact(tiny_artifact)
+    default = FeatureExtractor(art, device="cpu", precision="fp32")
+    whole = FeatureExtractor(art, device="cpu", precision="fp32", batch_size=32)
+    assert default.batch_size == CPU_BATCH_SIZE < whole.batch_size == 32
+    calls = []
+    run = default.session.run
+    monkeypatch.setattr(default, "session", type("S", (), {"run": lambda self, *a: calls.append(a) or run(*a)})())
+    prompts, responses = ["p"] * 10, [f"answer {i}" for i in range(10)]
+    out = default(prompts, responses)
+    assert len(calls) == -(-10 // CPU_BATCH_SIZE) and out.shape == (10, art.features)
+    assert np.allclose(out, whole(prompts, responses), atol=1e-5)  # fp32: the same rows, back in input order

@@ -1,0 +1,109 @@
+"""Which batch size should the runtime use on a CPU? Rows per onnxruntime call, int8, 2 threads.
+
+    .venv/bin/python benchmarks/cpu_batch.py [--artifact ART] [--rounds 3]    # ~3 min on a 2-core CPU
+
+Writes benchmarks/results/cpu_batch.{json,md}.
+
+For each batch size, interleaved over rounds (so a busy moment hits every size alike): the time to
+compute features of 128 real (prompt, response) pairs (UltraFeedback, as `rfm eval` meets them:
+sorted by length, then cut into batches) and a rerank of 8 candidates x 256 tokens through
+`RewardModel` (p50 of 7 calls). Also how far a text's int8 features move with the company it is
+computed in (the graph quantises each batch's activations on that batch's range): the relative
+difference between each text's features computed alone and in the batches of that size.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from cli_args import benchmark_parser  # noqa: E402
+from report import markdown_table  # noqa: E402
+from rfm.runtime import FeatureExtractor, RewardModel, load_artifact  # noqa: E402
+
+from rfm.bench import machine, texts_of_length  # noqa: E402
+from rfm.data.convert import ConvertReport, convert  # noqa: E402
+
+SIZES = (1, 2, 4, 8, 16, 32)
+
+
+def real_texts(data_dir: Path, n: int = 128) -> tuple[list[str], list[str]]:
+    """The first n distinct (prompt, response) texts of the UltraFeedback pairs."""
+    seen: dict[tuple[str, str], None] = {}
+    for pair in convert("ultrafeedback", [data_dir / "ultrafeedback" / "train.jsonl"], ConvertReport()):
+        for response in (pair.chosen, pair.rejected):
+            seen.setdefault((pair.prompt, response))
+        if len(seen) >= n:
+            break
+    texts = list(seen)[:n]
+    return [p for p, _ in texts], [r for _, r in texts]
+
+
+def main() -> None:
+    parser = benchmark_parser(__doc__, seeds=False)
+    parser.add_argument("--artifact", default=str(ROOT / "benchmarks" / "work" / "models" / "tldr" / "rfm-s0" / "artifact"))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    artifact = load_artifact(args.artifact)
+    prompts, responses = real_texts(Path(args.data_dir))
+    extractors = {b: FeatureExtractor(artifact, device="cpu", precision="int8", threads=args.threads, batch_size=b)
+                  for b in SIZES}
+    tokens = float(np.mean([len(e) for e in extractors[1].tokenizer.encode(prompts, responses)]))
+    p8, r8 = texts_of_length(extractors[1].tokenizer, 8, 256)
+    alone = extractors[1](prompts, responses).astype(np.float64)
+    timings: dict[int, dict[str, list[float]]] = {b: {"texts_ms": [], "rerank_ms": []} for b in SIZES}
+    with tempfile.TemporaryDirectory() as store:
+        models = {}
+        for b in SIZES:
+            models[b] = RewardModel.load(args.artifact, device="cpu", precision="int8", threads=args.threads, store=store)
+            models[b].extractor.batch_size = b
+        for _ in range(args.rounds):
+            for b in SIZES:
+                t = time.perf_counter()
+                extractors[b](prompts, responses)
+                timings[b]["texts_ms"].append((time.perf_counter() - t) * 1e3)
+                for _ in range(2):
+                    models[b].rerank("bench", p8[0], r8)
+                calls = []
+                for _ in range(7):
+                    t = time.perf_counter()
+                    models[b].rerank("bench", p8[0], r8)
+                    calls.append((time.perf_counter() - t) * 1e3)
+                timings[b]["rerank_ms"].append(float(np.median(calls)))
+    rows, result = [], {"command": "python benchmarks/cpu_batch.py", "machine": machine(), "threads": args.threads,
+                        "artifact": args.artifact, "texts": len(prompts), "mean_tokens": round(tokens, 1), "sizes": {}}
+    for b in SIZES:
+        batched = extractors[b](prompts, responses).astype(np.float64)
+        moved = np.linalg.norm(batched - alone, axis=1) / np.linalg.norm(alone, axis=1)
+        entry = {**{k: [round(v, 1) for v in vals] for k, vals in timings[b].items()},
+                 "features_moved_median": round(float(np.median(moved)), 4), "features_moved_max": round(float(moved.max()), 4)}
+        result["sizes"][str(b)] = entry
+        rows.append([str(b), " / ".join(f"{v:.0f}" for v in entry["texts_ms"]),
+                     f"{min(entry['texts_ms']) / len(prompts):.1f}", " / ".join(f"{v:.0f}" for v in entry["rerank_ms"]),
+                     f"{entry['features_moved_median']:.1%} / {entry['features_moved_max']:.1%}"])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cpu_batch.json").write_text(json.dumps(result, indent=1))
+    m = result["machine"]
+    lines = ["# Rows per onnxruntime call on a CPU (int8)", "",
+             f"Command: `{result['command']}`; {m.get('cpu')} ({m.get('cores')} cores), onnxruntime {m.get('onnxruntime')}, "
+             f"{args.threads} threads; artifact `{args.artifact}`; {len(prompts)} real UltraFeedback texts, "
+             f"{tokens:.0f} tokens each on average; {args.rounds} interleaved rounds.", "",
+             *markdown_table(["batch size", "128 texts, ms per round", "best ms per text", "rerank 8 x 256 p50, ms per round",
+                              "features moved vs alone (median / max)"], rows), ""]
+    (out / "cpu_batch.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
