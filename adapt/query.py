@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from rfm.adapt.logistic import sigmoid
+
+if TYPE_CHECKING:
+    from rfm.adapt.user import UserAdapter
 
 
 def rank_queries(deltas: np.ndarray, mean: np.ndarray, cov: np.ndarray, method: str = "information") -> np.ndarray:
@@ -27,13 +32,13 @@ def rank_queries(deltas: np.ndarray, mean: np.ndarray, cov: np.ndarray, method: 
     raise ValueError("method must be 'information' or 'uncertainty'")
 
 
-def choose_questions(adapter, deltas: np.ndarray, m: int, method: str = "information",
+def choose_questions(adapter: UserAdapter, deltas: np.ndarray, m: int, method: str = "information",
                      answered: np.ndarray | None = None) -> list[int]:
-    """Indices of `m` of the candidate pairs `deltas`, asked one at a time as `RewardModel.next_question`
-    asks: each the best under the posterior given the answers so far (`answered`, then those chosen).
+    """Indices of `m` of the candidate pairs `deltas`, asked one at a time (`RewardModel.next_question` asks
+    the first): each the best under the posterior given the answers so far (`answered`, then those chosen).
 
-    `adapter` is a `UserAdapter` (its `posterior`). Each answer is read off the row's orientation
-    (chosen - rejected), which the ranking ignores: both criteria are symmetric in the sign of x."""
+    Each answer is read off the row's orientation (chosen - rejected), which the ranking ignores: both
+    criteria are symmetric in the sign of x."""
     X = np.atleast_2d(np.asarray(deltas, dtype=np.float64))
     known = np.zeros((0, X.shape[1])) if answered is None else np.atleast_2d(np.asarray(answered, dtype=np.float64))
     chosen: list[int] = []

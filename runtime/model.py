@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from rfm.adapt import UserAdapter, rank_queries
+from rfm.adapt import UserAdapter, choose_questions
 from rfm.adapt.user import ADAPTER_PRIORS
 from rfm.runtime.artifact import Artifact, load_artifact
 from rfm.runtime.features import FeatureExtractor
@@ -163,12 +163,9 @@ class RewardModel:
         pairs = [(i, j) for i in range(len(candidates)) for j in range(i + 1, len(candidates))]
         deltas = np.array([phi[i] - phi[j] for i, j in pairs])
         record = self.record(user)
-        if record is None:
-            mean, cov = self.adapter().posterior(np.zeros((0, phi.shape[1])))
-        else:
-            mean, cov = self.adapter(record.prior).posterior(record.deltas)
-        best = rank_queries(deltas, mean, cov, method)[0]
-        return pairs[int(best)]
+        adapter = self.adapter(record.prior if record is not None else None)
+        answered = record.deltas if record is not None else None
+        return pairs[choose_questions(adapter, deltas, 1, method, answered=answered)[0]]
 
 
 # Candidates per call at most: a reranker's n is 2-64; thousands means a caller's bug (or a hostile one).
