@@ -28,6 +28,10 @@ class Pooling(str, Enum):
     MEAN_RESPONSE = "mean+response"
 
 
+# What `--val-split` may hold out; all but raters hold out texts (the trainer's TEXT_HOLDOUT_SPLITS).
+VAL_SPLITS = ("raters", "prompts", "responses")
+
+
 @dataclass
 class TrainConfig:
     """Every knob of `rfm train`, with defaults that work on the shared data (see benchmarks/)."""
@@ -71,7 +75,7 @@ class TrainConfig:
                          "the prompts, so epochs and the prior are judged on responses no training pair contains, "
                          "as a newly generated candidate is (needs >= 20 distinct prompts); responses: every pair "
                          "holding one of --val-frac of the distinct responses, which no training pair contains "
-                         "(works with a single prompt, e.g. Jester).", ("raters", "prompts", "responses"))
+                         "(works with a single prompt, e.g. Jester).", VAL_SPLITS)
     judge_frac: float = opt(0.15, "With 40 or more raters: share of raters (at least 8) kept out of training to "
                              "judge the epochs and the prior as new people (then adapted from all their pairs and "
                              "saved like the others); only they may shrink the prior. 0, or fewer raters: the "

@@ -15,7 +15,7 @@ import torch
 from rfm.adapt import MAPLogisticRegression, fit_choices
 from rfm.runtime.tokenize import TRUNCATION_STRATEGY, PairTokenizer
 from rfm.train.backbone import hub_offline, load_backbone, resolve_backbone, weights_fingerprint
-from rfm.train.config import Kind
+from rfm.train.config import VAL_SPLITS, Kind
 from rfm.train.decay_search import parse_grid, search_weight_decay
 from rfm.train.embed_cache import EmbeddingCache, embed_texts
 from rfm.train.model import POOLINGS, RewardFeatureModel, rfm_config, takes_token_types
@@ -57,7 +57,7 @@ def _validate(cfg: TrainConfig) -> None:
         (cfg.prompt_budget is None or 1 <= cfg.prompt_budget < cfg.max_length,
          "--prompt-budget must be between 1 and --max-length - 1"),
         (0 <= cfg.val_frac < 1, "--val-frac must be in [0, 1)"),
-        (cfg.val_split in ("raters", "prompts", "responses"), "--val-split must be raters, prompts or responses"),
+        (cfg.val_split in VAL_SPLITS, f"--val-split must be one of {', '.join(VAL_SPLITS)}"),
         (not (cfg.kind == "linear-probe" and cfg.tune == "full"), "--baseline linear-probe trains no features; "
          "use --tune head"),
         (not cfg.weight_decay_grid or (cfg.tune == "head" and cfg.kind != "linear-probe"),

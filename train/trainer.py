@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from rfm.train.config import TrainConfig
+from rfm.train.config import VAL_SPLITS, TrainConfig
 from rfm.train.model import TokenHead
 from rfm.train.token_states import TokenStates
 from torch import nn
@@ -95,7 +95,7 @@ def prompt_validation_mask(data: PairData, frac: float, seed: int) -> np.ndarray
 
 
 # The `--val-split` values whose validation pairs hold responses no training pair contains.
-TEXT_HOLDOUT_SPLITS = ("prompts", "responses")
+TEXT_HOLDOUT_SPLITS = tuple(s for s in VAL_SPLITS if s != "raters")
 
 # `--val-split responses` needs this many distinct responses, for the same reason.
 MIN_TEXTS_FOR_RESPONSE_SPLIT = 20

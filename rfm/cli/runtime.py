@@ -114,13 +114,20 @@ def feedback(artifact, user, prompt, chosen, rejected, as_json, **rt) -> None:
         info(f"recorded; {user!r} has {record.feedback_total} choices ({len(record.deltas)} stored)")
 
 
+def candidates_input(func: Callable) -> Callable:
+    """CANDIDATES (a file, or - for stdin) and --format: how rerank, score and ask read candidates."""
+    func = click.option("--format", "fmt", type=click.Choice(["auto", "lines", "jsonl"]), default="auto",
+                        show_default=True, help="How CANDIDATES is read: lines (one candidate per line, verbatim), "
+                        "jsonl (a JSON string or {\"text\": ...} per line); auto: jsonl for .jsonl/.json files, "
+                        "lines otherwise (stdin too).")(func)
+    return click.argument("candidates", default="-")(func)
+
+
 @click.command()
 @click.argument("artifact", type=click.Path(file_okay=False))
 @click.option("--user", required=True, help="User id; one with no stored choices starts from the population prior.")
 @click.option("--prompt", required=True, help="The prompt every candidate answers.")
-@click.argument("candidates", default="-")
-@click.option("--format", "fmt", type=click.Choice(["auto", "lines", "jsonl"]), default="auto", show_default=True,
-              help="How CANDIDATES is read, as for `rfm rerank`.")
+@candidates_input
 @click.option("--method", type=click.Choice(["information", "uncertainty"]), default="information",
               show_default=True, help="information: the pair whose answer is expected to teach the most about the "
               "user's weights; uncertainty: the pair whose choice is closest to a coin flip. Measured against random "
@@ -150,11 +157,7 @@ def _score_command(name: str, doc: str, top_k_option: bool) -> click.Command:
     @click.argument("artifact", type=click.Path(file_okay=False))
     @click.option("--user", required=True, help="User id; one with no stored choices gets the population prior.")
     @click.option("--prompt", required=True, help="The prompt every candidate answers.")
-    @click.argument("candidates", default="-")
-    @click.option("--format", "fmt", type=click.Choice(["auto", "lines", "jsonl"]), default="auto",
-                  show_default=True, help="How CANDIDATES is read: lines (one candidate per line, verbatim), "
-                  "jsonl (a JSON string or {\"text\": ...} per line); auto: jsonl for .jsonl/.json files, "
-                  "lines otherwise (stdin too).")
+    @candidates_input
     @click.option("--json", "as_json", is_flag=True,
                   help="Print one JSON object: user, personalised, candidates (index, score, text).")
     @runtime_options(prior=False)  # scores use the user's stored w; the prior matters only when fitting
