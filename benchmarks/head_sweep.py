@@ -20,6 +20,8 @@ Variants (everything not named stays at `rfm train`'s default):
 - an ensemble: k heads trained with different seeds on the same vector, their features concatenated
   (each scaled by 1/k, each prior block widened by k, so the prior's reward and its spread are the
   average's): one wider linear layer in the exported graph, no extra encoder work;
+- an episodic term (`--episodic-loss`): raters adapted from a few of their pairs, scored on pairs sharing no
+  response with those, as the product adapts a new person;
 - a mixture prior (the adapter, not the head): the default features, but a new user's w is the
   posterior mean under an equal mixture of Gaussians N(w_r, s * Sigma), one at each training rater's
   row w_r, with Sigma the shipped prior's covariance; each component's MAP fit is weighted by its
@@ -78,6 +80,9 @@ VARIANTS = {
     "whitened-pca-256": Variant(components=256, whiten=True),
     "ensemble-3": Variant(heads=3),
     "ensemble-5": Variant(heads=5),
+    "episodic-0.3": Variant({"episodic_loss": 0.3}),
+    "episodic-1": Variant({"episodic_loss": 1.0}),
+    "episodic-3": Variant({"episodic_loss": 3.0}),
     "mixture-prior-0.1": Variant(mixture_scale=0.1),
     "mixture-prior-0.3": Variant(mixture_scale=0.3),
     "mixture-prior-1": Variant(mixture_scale=1.0),

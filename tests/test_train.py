@@ -459,3 +459,47 @@ def test_two_processes_reach_the_weights_of_one_and_only_the_main_process_writes
     assert max(worst.values()) < 1e-4, max(worst.items(), key=lambda kv: kv[1])
     assert abs(load_raters(tmp_path / "one")[1] - load_raters(tmp_path / "two")[1]).max() < 1e-5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bert", "d.jsonl", "one", "two"]  # no staging left
+
+
+def _episodic_problem(n_raters: int = 4, pairs: int = 60, d: int = 3):
+    """Raters who choose along +e0 or -e0 of fixed features (half each), every pair on two new texts."""
+    import rfm.train.trainer as trainer
+
+    rng = np.random.default_rng(0)
+    n = n_raters * pairs
+    phi = torch.from_numpy(rng.normal(size=(2 * n, d)).astype(np.float32))
+    a, b = np.arange(0, 2 * n, 2), np.arange(1, 2 * n, 2)
+    user = np.repeat(np.arange(n_raters), pairs)
+    sign = np.where(user % 2 == 0, 1.0, -1.0)
+    flip = (phi[a, 0].numpy() - phi[b, 0].numpy()) * sign < 0  # make `a` the chosen side
+    a, b = np.where(flip, b, a), np.where(flip, a, b)
+    data = trainer.PairData([(f"p{i}", f"r{i}") for i in range(2 * n)], a, b, user, [f"u{i}" for i in range(n_raters)])
+    return trainer, data, phi
+
+
+def test_episodes_adapt_from_training_pairs_and_score_only_new_responses():
+    trainer, data, _ = _episodic_problem()
+    train_rows = np.flatnonzero(~validation_mask(data.user, 0.2, 0))
+    episodes = trainer.EpisodicLoss(data, train_rows, raters=4)
+    rng = np.random.default_rng(1)
+    for rows in episodes.by_rater:
+        for _ in range(5):
+            support, query = episodes._episode(rows, rng)
+            assert len(support) in trainer.EPISODE_SHOTS and 0 < len(query) <= trainer.EPISODE_QUERIES
+            assert set(support) | set(query) <= set(train_rows) and len(set(data.user[np.r_[support, query]])) == 1
+            used = set(data.a[support]) | set(data.b[support])
+            assert not used & (set(data.a[query]) | set(data.b[query])) and not set(support) & set(query)
+
+
+def test_episodic_loss_adapts_towards_each_rater_and_trains_the_features():
+    trainer, data, phi = _episodic_problem()
+    episodes = trainer.EpisodicLoss(data, np.arange(len(data.a)), raters=4)
+    weights = trainer.RaterWeights(4, 3, trainable=True, seed=0)
+    with torch.no_grad():  # a shared reward of 0 and raters spread along e0: adapting must find each one's sign
+        weights.shared.zero_()
+        weights.delta.copy_(torch.tensor([[2.0, 0, 0], [-2.0, 0, 0]] * 2))
+    scale = torch.ones(3, requires_grad=True)
+    loss = episodes(lambda idx, _: phi[torch.from_numpy(idx)] * scale, weights, np.random.default_rng(0))
+    assert loss < 0.5 * np.log(2.0)  # a 0 reward alone scores log 2 on every query pair
+    loss.backward()
+    assert scale.grad is not None and scale.grad[0] < 0  # stronger e0 features make the few shots carry further

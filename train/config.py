@@ -88,6 +88,11 @@ class TrainConfig:
     selection: str = opt("fewshot", "What picks the epoch that ships (RFM): fewshot = accuracy of training raters "
                           "adapted from 0-20 of their choices (0 = the prior mean) on validation pairs with new "
                           "responses; loss = validation log-loss.", ("fewshot", "loss"))
+    episodic_loss: float = opt(0.0, "Weight of the episodic term (RFM): raters adapted from 5-20 of their training "
+                               "pairs by one Newton step of the MAP adapter, scored on their pairs that share no "
+                               "response with those; trains features for few-shot adaptation to new responses. "
+                               "0: off.")
+    episode_raters: int = opt(8, "Raters adapted per minibatch by --episodic-loss.")
     min_pairs: int = opt(5, "Raters with fewer pairs are left out (reported).")
     probe_l2: float = opt(1.0, "Prior variance of --baseline linear-probe's per-user weights.", cli=False)
     population_loss: float = opt(1.0, "Weight of the BT loss of the shared weights alone (keeps the new-user "

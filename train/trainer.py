@@ -247,6 +247,61 @@ def _epoch_batches(order: np.ndarray, batch_size: int, accelerator) -> list[np.n
     return batches
 
 
+# Shots an episode adapts from (drawn uniformly), and the most query pairs it scores.
+EPISODE_SHOTS = (5, 10, 20)
+EPISODE_QUERIES = 32
+
+
+class EpisodicLoss:
+    """`--episodic-loss`: train the features for what the product does with them. Each minibatch, a few
+    training raters are each adapted from 5-20 of their training pairs, by one Newton step of the MAP
+    logistic regression from the shared weights under the current raters' spread (what the runtime's
+    adapter does, differentiably), and the adapted w is scored on their other pairs sharing no response
+    with those (the Bradley-Terry loss of new responses). Features that only memorise a rater's
+    pairs fit the rater weights but do not carry a few choices to new responses; this term does."""
+
+    def __init__(self, data: PairData, train_rows: np.ndarray, raters: int):
+        self.data, self.raters = data, raters
+        self.by_rater = [rows for rows in (train_rows[data.user[train_rows] == u] for u in np.unique(data.user[train_rows]))
+                         if len(rows) > min(EPISODE_SHOTS)]
+
+    def _episode(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+        m = int(rng.choice([s for s in EPISODE_SHOTS if s < len(rows)] or [min(EPISODE_SHOTS)]))
+        order = rng.permutation(rows)
+        support, rest = order[:m], order[m:]
+        seen = set(self.data.a[support].tolist()) | set(self.data.b[support].tolist())
+        query = np.array([r for r in rest if self.data.a[r] not in seen and self.data.b[r] not in seen], dtype=np.int64)
+        return (support, query[:EPISODE_QUERIES]) if len(query) else None
+
+    def __call__(self, featurise: Callable[[np.ndarray, bool], torch.Tensor], weights: RaterWeights,
+                 rng: np.random.Generator) -> torch.Tensor:
+        if not self.by_rater:
+            return torch.zeros(())
+        picked = rng.choice(len(self.by_rater), size=min(self.raters, len(self.by_rater)), replace=False)
+        tasks = [t for t in (self._episode(self.by_rater[i], rng) for i in picked) if t is not None]
+        if not tasks:
+            return torch.zeros(())
+        rows = np.concatenate([np.concatenate(t) for t in tasks])
+        needed, inverse = np.unique(np.concatenate([self.data.a[rows], self.data.b[rows]]), return_inverse=True)
+        phi = featurise(needed, True)
+        delta = phi[inverse[: len(rows)]] - phi[inverse[len(rows):]]
+        with torch.no_grad():  # the prior the runtime will use: the raters' spread around the shared weights
+            matrix = weights.shared + weights.delta
+            cov = torch.cov(matrix.T) if len(matrix) > 1 else torch.zeros(len(weights.shared), len(weights.shared))
+            floor = 1e-2 + 1e-2 * torch.diagonal(cov).mean()
+            precision = torch.linalg.inv(cov + floor * torch.eye(len(cov)))
+        w0, losses, start = weights.shared, [], 0
+        for support, query in tasks:
+            x = delta[start : start + len(support)]
+            q = delta[start + len(support) : start + len(support) + len(query)]
+            start += len(support) + len(query)
+            p = torch.sigmoid(x @ w0)
+            hessian = (x * (p * (1 - p)).unsqueeze(1)).T @ x + precision
+            w = w0 + torch.linalg.solve(hessian, ((1 - p).unsqueeze(1) * x).sum(0))
+            losses.append(nn.functional.softplus(-(q @ w)).mean())
+        return torch.stack(losses).mean()
+
+
 def fit_bradley_terry(
     data: PairData,
     featurise: Callable[[np.ndarray, bool], torch.Tensor],
@@ -309,6 +364,7 @@ def fit_bradley_terry(
 
     history: list[dict] = []
     stopper = EarlyStopping(cfg.patience, cfg.min_epochs)
+    episodes = EpisodicLoss(data, train_rows, cfg.episode_raters)
 
     def consider(epoch: int) -> bool:
         """Record this epoch and keep its state if it is the best so far. False means: stop early."""
@@ -340,6 +396,8 @@ def fit_bradley_terry(
             phi = featurise(needed, True)
             ia, ib = inverse[: len(rows)], inverse[len(rows) :]
             loss, _ = bt_loss(phi[ia], phi[ib], weights(torch.from_numpy(data.user[rows])))
+            if cfg.kind == "rfm" and cfg.episodic_loss > 0:
+                loss = loss + cfg.episodic_loss * episodes(featurise, weights, rng)
             if cfg.kind == "rfm":
                 loss = loss + cfg.w_l2 * (weights.delta.pow(2).sum(-1).mean() + 1e-3 * weights.shared.pow(2).sum())
                 if cfg.population_loss > 0:  # keep w_0 a good reward for a rater we know nothing about
