@@ -4,7 +4,8 @@
 
 Writes benchmarks/results/cpu_batch.{json,md}.
 
-For each batch size, interleaved over rounds (so a busy moment hits every size alike): the time to
+For each batch size (and the runtime's CPU default: one row per call, the rows run as concurrent calls
+of a one-thread session, one stream per thread), interleaved over rounds (so a busy moment hits every size alike): the time to
 compute features of 128 real (prompt, response) pairs (UltraFeedback, as `rfm eval` meets them:
 sorted by length, then cut into batches) and a rerank of 8 candidates x 256 tokens through
 `RewardModel` (p50 of 7 calls). Also how far a text's int8 features move with the company it is
@@ -34,6 +35,7 @@ from rfm.bench import machine, texts_of_length  # noqa: E402
 from rfm.data.convert import ConvertReport, convert  # noqa: E402
 
 SIZES = (1, 2, 4, 8, 16, 32)
+DEFAULT = "1, concurrent streams (default)"
 
 
 def real_texts(data_dir: Path, n: int = 128) -> tuple[list[str], list[str]]:
@@ -56,19 +58,20 @@ def main() -> None:
     args = parser.parse_args()
     artifact = load_artifact(args.artifact)
     prompts, responses = real_texts(Path(args.data_dir))
-    extractors = {b: FeatureExtractor(artifact, device="cpu", precision="int8", threads=args.threads, batch_size=b)
-                  for b in SIZES}
+    modes = [DEFAULT, *SIZES]
+    extractors = {b: FeatureExtractor(artifact, device="cpu", precision="int8", threads=args.threads,
+                                      batch_size=None if b == DEFAULT else b) for b in modes}
     tokens = float(np.mean([len(e) for e in extractors[1].tokenizer.encode(prompts, responses)]))
     p8, r8 = texts_of_length(extractors[1].tokenizer, 8, 256)
     alone = extractors[1](prompts, responses).astype(np.float64)
-    timings: dict[int, dict[str, list[float]]] = {b: {"texts_ms": [], "rerank_ms": []} for b in SIZES}
+    timings: dict = {b: {"texts_ms": [], "rerank_ms": []} for b in modes}
     with tempfile.TemporaryDirectory() as store:
         models = {}
-        for b in SIZES:
+        for b in modes:
             models[b] = RewardModel.load(args.artifact, device="cpu", precision="int8", threads=args.threads, store=store)
-            models[b].extractor.batch_size = b
+            models[b].extractor = extractors[b]
         for _ in range(args.rounds):
-            for b in SIZES:
+            for b in modes:
                 t = time.perf_counter()
                 extractors[b](prompts, responses)
                 timings[b]["texts_ms"].append((time.perf_counter() - t) * 1e3)
@@ -82,15 +85,26 @@ def main() -> None:
                 timings[b]["rerank_ms"].append(float(np.median(calls)))
     rows, result = [], {"command": "python benchmarks/cpu_batch.py", "machine": machine(), "threads": args.threads,
                         "artifact": args.artifact, "texts": len(prompts), "mean_tokens": round(tokens, 1), "sizes": {}}
-    for b in SIZES:
+    order_rng = np.random.default_rng(0)
+    perms = [order_rng.permutation(8) for _ in range(8)]
+    for b in modes:
+        # 16 rerankings of 8 real responses under one prompt: does the best candidate depend on their order?
+        changed = 0
+        for g in range(len(prompts) // 8):
+            group = responses[8 * g : 8 * g + 8]
+            best = {models[b].rerank("bench", prompts[8 * g], [group[i] for i in perm], top_k=1)[0].text
+                    for perm in perms}
+            changed += len(best) > 1
         batched = extractors[b](prompts, responses).astype(np.float64)
         moved = np.linalg.norm(batched - alone, axis=1) / np.linalg.norm(alone, axis=1)
         entry = {**{k: [round(v, 1) for v in vals] for k, vals in timings[b].items()},
-                 "features_moved_median": round(float(np.median(moved)), 4), "features_moved_max": round(float(moved.max()), 4)}
+                 "features_moved_median": round(float(np.median(moved)), 4), "features_moved_max": round(float(moved.max()), 4),
+                 "rerank_best_depends_on_order": changed, "rerank_sets": len(prompts) // 8}
         result["sizes"][str(b)] = entry
         rows.append([str(b), " / ".join(f"{v:.0f}" for v in entry["texts_ms"]),
                      f"{min(entry['texts_ms']) / len(prompts):.1f}", " / ".join(f"{v:.0f}" for v in entry["rerank_ms"]),
-                     f"{entry['features_moved_median']:.1%} / {entry['features_moved_max']:.1%}"])
+                     f"{entry['features_moved_median']:.1%} / {entry['features_moved_max']:.1%}",
+                     f"{changed} of {len(prompts) // 8}"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "cpu_batch.json").write_text(json.dumps(result, indent=1))
@@ -100,7 +114,10 @@ def main() -> None:
              f"{args.threads} threads; artifact `{args.artifact}`; {len(prompts)} real UltraFeedback texts, "
              f"{tokens:.0f} tokens each on average; {args.rounds} interleaved rounds.", "",
              *markdown_table(["batch size", "128 texts, ms per round", "best ms per text", "rerank 8 x 256 p50, ms per round",
-                              "features moved vs alone (median / max)"], rows), ""]
+                              "features moved vs alone (median / max)",
+                              "rerank sets whose best candidate changes with their order"], rows), "",
+             "Order check: 16 sets of 8 real responses under one prompt each, reranked in 8 seeded orders by the "
+             "population reward (`RewardModel.rerank`, top 1).", ""]
     (out / "cpu_batch.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -13,10 +15,15 @@ from rfm.runtime.session import choose_device, choose_precision, make_session
 from rfm.runtime.tokenize import PairTokenizer
 from tokenizers import Tokenizer
 
-# Rows per session.run when the caller does not say. On a 2-core Xeon (benchmarks/results/cpu_batch.md) 4 rows
-# per call ran 128 real texts 1.5x faster than 32 and a rerank of 8 x 256 in 88-91 ms instead of 101-114: the
-# activations of a few rows stay in the core's cache. A GPU wants large batches.
-CPU_BATCH_SIZE = 4
+# Rows per session.run when the caller does not say. On a CPU every row is its own call, and the rows of
+# one request run as concurrent calls of a one-thread session, one stream per thread. A dynamic int8
+# graph quantises each call's activations on that call's range, so with 4 rows per call a text's
+# features moved with its companions (a median 5%) and a rerank's best candidate changed with nothing
+# but the candidates' order in 8 of 60 TL;DR sets (benchmarks/results/rerank_order.md). One row per
+# call makes a text's score a function of the text alone, and on a 2-core Xeon it is also faster:
+# 9.9 ms a real text against 10.9, a rerank of 8 x 256 92-96 ms against 99-104
+# (benchmarks/results/cpu_batch.md). A GPU wants large batches.
+CPU_BATCH_SIZE = 1
 CUDA_BATCH_SIZE = 32
 
 
@@ -38,6 +45,12 @@ class FeatureExtractor:
         self.session = make_session(graph, self.device, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.batch_size = int(batch_size) if batch_size else (CUDA_BATCH_SIZE if self.device == "cuda" else CPU_BATCH_SIZE)
+        # CPU default: the rows of a call run as this many concurrent one-row calls of a one-thread session
+        # (built on first use; one row alone runs on `self.session` with every thread).
+        self.streams = 0 if batch_size or self.device == "cuda" else max(1, int(threads or available_cores()))
+        self._row_session = None
+        self._row_workers: ThreadPoolExecutor | None = None
+        self._row_lock = threading.Lock()
         self.dim = artifact.features
         self._coalescer: CoalescingRunner | None = None
         # On a GPU the device waits for the tokeniser: a call of several batches tokenises batch k+1 while
@@ -55,9 +68,11 @@ class FeatureExtractor:
     def coalescing(self) -> bool:
         return self._coalescer is not None
 
-    def run_batch(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+    def run_batch(self, batch: dict[str, np.ndarray], session=None) -> np.ndarray:
         """One session.run on an already padded batch (IO binding on CUDA: one copy in, one out)."""
         try:
+            if session is not None:
+                return session.run(["features"], {k: batch[k] for k in self.input_names})[0]
             return self._coalescer(batch) if self._coalescer is not None else self._run(batch)
         except Exception as exc:
             if not type(exc).__module__.startswith("onnxruntime"):  # its Fail, InvalidArgument, RuntimeException
@@ -116,13 +131,43 @@ class FeatureExtractor:
         out = np.empty((n, self.dim), dtype=np.float32)
         if n == 0:
             return out
+        if self.streams > 1 and n > 1 and self._coalescer is None:
+            return self._rows(encodings)
         # Sorting by length keeps each batch's padding small; results go back to input order.
         order = sorted(range(n), key=lambda i: len(encodings[i]))
-        for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
+        # merging callers' rows is what coalescing is for: a CPU default of one row would defeat it
+        size = self._coalescer.max_rows if self._coalescer is not None and self.streams else self.batch_size
+        for start in range(0, n, size):
+            idx = order[start : start + size]
             out[idx] = self.run_batch(self.tokenizer.pad([encodings[i] for i in idx]))
+        return out
+
+    def _rows(self, encodings: Sequence) -> np.ndarray:
+        """One call per row, `streams` at a time on a one-thread session (each call releases the GIL)."""
+        with self._row_lock:  # a service may call from several threads at once
+            if self._row_session is None:
+                graph = self.artifact.read_verified(self.artifact.model_path(self.precision).name)
+                self._row_session = make_session(graph, self.device, 1)
+                self._row_workers = ThreadPoolExecutor(self.streams, thread_name_prefix="rfm-row")
+        out = np.empty((len(encodings), self.dim), dtype=np.float32)
+
+        def one(i: int) -> None:
+            out[i] = self.run_batch(self.tokenizer.pad([encodings[i]]), self._row_session)[0]
+
+        # Longest first, so the streams finish together.
+        order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i]))
+        for _ in self._row_workers.map(one, order):
+            pass
         return out
 
     def candidates(self, prompt: str, responses: Sequence[str]) -> np.ndarray:
         """Features of n candidate responses to one prompt (the prompt is tokenised once)."""
         return self._features(self.tokenizer.encode_candidates(prompt, list(responses)))
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity where the OS reports it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1

@@ -572,17 +572,47 @@ def test_chunk_cache_path_is_off_for_tokenizers_it_was_not_built_for():
     assert tok.encode(["wait -- what?!"], ["x"])[0].ids == other.encode("wait -- what?!", "x").ids
 
 
-def test_cpu_runs_a_few_rows_per_call_unless_told(tiny_artifact, monkeypatch):
+def test_cpu_runs_each_row_as_its_own_call_on_concurrent_streams_unless_told(tiny_artifact, monkeypatch):
+    import threading
+
     from rfm.runtime.features import CPU_BATCH_SIZE, FeatureExtractor
 
     art = load_artifact(tiny_artifact)
-    default = FeatureExtractor(art, device="cpu", precision="fp32")
+    default = FeatureExtractor(art, device="cpu", precision="fp32", threads=2)
     whole = FeatureExtractor(art, device="cpu", precision="fp32", batch_size=32)
-    assert default.batch_size == CPU_BATCH_SIZE < whole.batch_size == 32
-    calls = []
-    run = default.session.run
-    monkeypatch.setattr(default, "session", type("S", (), {"run": lambda self, *a: calls.append(a) or run(*a)})())
+    assert default.batch_size == CPU_BATCH_SIZE == 1 and default.streams == 2 and whole.streams == 0
     prompts, responses = ["p"] * 10, [f"answer {i}" for i in range(10)]
+    default(prompts[:2], responses[:2])  # builds the one-thread row session
+    calls, threads = [], set()
+    run = default._row_session.run
+
+    def spy(self, names, feeds):
+        calls.append(feeds["input_ids"].shape[0])
+        threads.add(threading.get_ident())
+        return run(names, feeds)
+
+    monkeypatch.setattr(default, "_row_session", type("S", (), {"run": spy})())
     out = default(prompts, responses)
-    assert len(calls) == -(-10 // CPU_BATCH_SIZE) and out.shape == (10, art.features)
+    assert calls == [1] * 10 and len(threads) == 2 and out.shape == (10, art.features)
     assert np.allclose(out, whole(prompts, responses), atol=1e-5)  # fp32: the same rows, back in input order
+    assert np.allclose(default(prompts[:1], responses[:1]), out[:1], atol=1e-6)  # one row: the all-thread session
+
+
+def test_int8_scores_do_not_depend_on_the_other_candidates_or_their_order(tiny_artifact):
+    """A dynamic int8 graph quantises each call's activations on that call's range: rows sharing a call
+    move each other, so a reranking could change with the candidates' order. One row per call cannot."""
+    from rfm.runtime.features import FeatureExtractor
+
+    art = load_artifact(tiny_artifact)
+    extractor = FeatureExtractor(art, device="cpu", precision="int8", threads=2)
+    shared = FeatureExtractor(art, device="cpu", precision="int8", threads=2, batch_size=8)
+    candidates = [("short", "ok"), ("a little longer answer", "with detail"), ("x " * 40, "long " * 30),
+                  ("numbers 1 2 3", "and 4 5 6"), ("!!!", "???"), ("the same", "the same"), ("z", "z " * 90),
+                  ("end", "fin")]
+    texts = [" ".join(c) for c in candidates]
+    alone = np.stack([extractor("q", [t])[0] for t in texts])
+    together = extractor(["q"] * 8, texts)
+    reversed_ = extractor(["q"] * 8, texts[::-1])[::-1]
+    assert np.array_equal(together, alone) and np.array_equal(reversed_, alone)
+    one_call = shared(["q"] * 8, texts)
+    assert not np.array_equal(one_call, alone)  # the companions' effect this guards against is real here
