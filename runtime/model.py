@@ -160,12 +160,13 @@ class RewardModel:
         """The pair of candidates whose answer would teach the most about this user's w."""
         _check_candidates(candidates, at_least=2, prompt=prompt)
         phi = self.extractor.candidates(prompt, candidates).astype(np.float64)
-        pairs = [(i, j) for i in range(len(candidates)) for j in range(i + 1, len(candidates))]
-        deltas = np.array([phi[i] - phi[j] for i, j in pairs])
+        first, second = np.triu_indices(len(candidates), k=1)  # every pair i < j, in row order
+        deltas = phi[first] - phi[second]
         record = self.record(user)
         adapter = self.adapter(record.prior if record is not None else None)
         answered = record.deltas if record is not None else None
-        return pairs[choose_questions(adapter, deltas, 1, method, answered=answered)[0]]
+        best = choose_questions(adapter, deltas, 1, method, answered=answered)[0]
+        return int(first[best]), int(second[best])
 
 
 # Candidates per call at most: a reranker's n is 2-64; thousands means a caller's bug (or a hostile one).

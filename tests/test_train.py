@@ -503,3 +503,13 @@ def test_episodic_loss_adapts_towards_each_rater_and_trains_the_features():
     assert loss < 0.5 * np.log(2.0)  # a 0 reward alone scores log 2 on every query pair
     loss.backward()
     assert scale.grad is not None and scale.grad[0] < 0  # stronger e0 features make the few shots carry further
+
+
+def test_episodic_training_runs_end_to_end_and_bad_values_are_usage_errors(tiny_backbone, scenario2_split, tmp_path):
+    summary = train_tiny(tiny_backbone, scenario2_split / "train.jsonl", tmp_path / "run", episodic_loss=1.0, epochs=3,
+                         min_epochs=3)
+    assert summary["config"]["episodic_loss"] == 1.0 and len(summary["history"]) >= 3
+    assert summary["metrics"]["fewshot_acc"] > summary["metrics"]["fewshot_population_acc"]  # opposing raters
+    for option, value in (("episodic_loss", -1.0), ("episode_raters", 0)):
+        with pytest.raises(UsageError, match=f"--{option.replace('_', '-')}"):
+            train_tiny(tiny_backbone, scenario2_split / "train.jsonl", tmp_path / option, **{option: value})

@@ -53,6 +53,8 @@ def _validate(cfg: TrainConfig) -> None:
         (cfg.max_time >= 0, "--max-time must be >= 0 (seconds; 0 means no limit)"),
         (cfg.batch_size >= 1, "--batch-size must be >= 1"),
         (cfg.lr > 0, "--lr must be > 0"),
+        (cfg.episodic_loss >= 0, "--episodic-loss must be >= 0 (0 turns it off)"),
+        (cfg.episode_raters >= 1, "--episode-raters must be >= 1"),
         (cfg.max_length >= 8, "--max-length must be >= 8"),
         (cfg.prompt_budget is None or 1 <= cfg.prompt_budget < cfg.max_length,
          "--prompt-budget must be between 1 and --max-length - 1"),

@@ -364,7 +364,7 @@ def fit_bradley_terry(
 
     history: list[dict] = []
     stopper = EarlyStopping(cfg.patience, cfg.min_epochs)
-    episodes = EpisodicLoss(data, train_rows, cfg.episode_raters)
+    episodes = EpisodicLoss(data, train_rows, cfg.episode_raters) if cfg.kind == "rfm" and cfg.episodic_loss > 0 else None
 
     def consider(epoch: int) -> bool:
         """Record this epoch and keep its state if it is the best so far. False means: stop early."""
@@ -396,7 +396,7 @@ def fit_bradley_terry(
             phi = featurise(needed, True)
             ia, ib = inverse[: len(rows)], inverse[len(rows) :]
             loss, _ = bt_loss(phi[ia], phi[ib], weights(torch.from_numpy(data.user[rows])))
-            if cfg.kind == "rfm" and cfg.episodic_loss > 0:
+            if episodes is not None:
                 loss = loss + cfg.episodic_loss * episodes(featurise, weights, rng)
             if cfg.kind == "rfm":
                 loss = loss + cfg.w_l2 * (weights.delta.pow(2).sum(-1).mean() + 1e-3 * weights.shared.pow(2).sum())
