@@ -8,7 +8,8 @@ For each batch size (and the runtime's CPU default: one row per call, the rows r
 of a one-thread session, one stream per thread), interleaved over rounds (so a busy moment hits every size alike): the time to
 compute features of 128 real (prompt, response) pairs (UltraFeedback, as `rfm eval` meets them:
 sorted by length, then cut into batches) and a rerank of 8 candidates x 256 tokens through
-`RewardModel` (p50 of 7 calls). Also how far a text's int8 features move with the company it is
+`RewardModel` (p50 of 7 calls), and 128 synthetic pairs of 32 and of 128 tokens (does a call's fixed cost
+make one row per call dear for short texts?). Also how far a text's int8 features move with the company it is
 computed in (the graph quantises each batch's activations on that batch's range): the relative
 difference between each text's features computed alone and in the batches of that size.
 """
@@ -36,6 +37,7 @@ from rfm.data.convert import ConvertReport, convert  # noqa: E402
 
 SIZES = (1, 2, 4, 8, 16, 32)
 DEFAULT = "1, concurrent streams (default)"
+SHORT_LENGTHS = (32, 128)  # synthetic pairs of this many tokens: does one row per call cost short texts?
 
 
 def real_texts(data_dir: Path, n: int = 128) -> tuple[list[str], list[str]]:
@@ -64,7 +66,8 @@ def main() -> None:
     tokens = float(np.mean([len(e) for e in extractors[1].tokenizer.encode(prompts, responses)]))
     p8, r8 = texts_of_length(extractors[1].tokenizer, 8, 256)
     alone = extractors[1](prompts, responses).astype(np.float64)
-    timings: dict = {b: {"texts_ms": [], "rerank_ms": []} for b in modes}
+    short = {n: texts_of_length(extractors[1].tokenizer, 128, n) for n in SHORT_LENGTHS}
+    timings: dict = {b: {"texts_ms": [], "rerank_ms": [], **{f"short{n}_ms": [] for n in SHORT_LENGTHS}} for b in modes}
     with tempfile.TemporaryDirectory() as store:
         models = {}
         for b in modes:
@@ -75,6 +78,10 @@ def main() -> None:
                 t = time.perf_counter()
                 extractors[b](prompts, responses)
                 timings[b]["texts_ms"].append((time.perf_counter() - t) * 1e3)
+                for n, (sp, sr) in short.items():
+                    t = time.perf_counter()
+                    extractors[b](sp, sr)
+                    timings[b][f"short{n}_ms"].append((time.perf_counter() - t) * 1e3)
                 for _ in range(2):
                     models[b].rerank("bench", p8[0], r8)
                 calls = []
@@ -102,7 +109,9 @@ def main() -> None:
                  "rerank_best_depends_on_order": changed, "rerank_sets": len(prompts) // 8}
         result["sizes"][str(b)] = entry
         rows.append([str(b), " / ".join(f"{v:.0f}" for v in entry["texts_ms"]),
-                     f"{min(entry['texts_ms']) / len(prompts):.1f}", " / ".join(f"{v:.0f}" for v in entry["rerank_ms"]),
+                     f"{min(entry['texts_ms']) / len(prompts):.1f}",
+                     *(f"{min(entry[f'short{n}_ms']) / 128:.2f}" for n in SHORT_LENGTHS),
+                     " / ".join(f"{v:.0f}" for v in entry["rerank_ms"]),
                      f"{entry['features_moved_median']:.1%} / {entry['features_moved_max']:.1%}",
                      f"{changed} of {len(prompts) // 8}"])
     out = Path(args.out)
@@ -113,7 +122,9 @@ def main() -> None:
              f"Command: `{result['command']}`; {m.get('cpu')} ({m.get('cores')} cores), onnxruntime {m.get('onnxruntime')}, "
              f"{args.threads} threads; artifact `{args.artifact}`; {len(prompts)} real UltraFeedback texts, "
              f"{tokens:.0f} tokens each on average; {args.rounds} interleaved rounds.", "",
-             *markdown_table(["batch size", "128 texts, ms per round", "best ms per text", "rerank 8 x 256 p50, ms per round",
+             *markdown_table(["batch size", "128 texts, ms per round", "best ms per text",
+                              *(f"best ms per text, 128 of {n} tokens" for n in SHORT_LENGTHS),
+                              "rerank 8 x 256 p50, ms per round",
                               "features moved vs alone (median / max)",
                               "rerank sets whose best candidate changes with their order"], rows), "",
              "Order check: 16 sets of 8 real responses under one prompt each, reranked in 8 seeded orders by the "

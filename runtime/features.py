@@ -21,7 +21,7 @@ from tokenizers import Tokenizer
 # features moved with its companions (a median 5%) and a rerank's best candidate changed with nothing
 # but the candidates' order in 8 of 60 TL;DR sets (benchmarks/results/rerank_order.md). One row per
 # call makes a text's score a function of the text alone, and on a 2-core Xeon it is also faster:
-# 9.9 ms a real text against 10.9, a rerank of 8 x 256 92-96 ms against 99-104
+# 9.8 ms a real text against 11.3, a rerank of 8 x 256 93-97 ms against 107-109
 # (benchmarks/results/cpu_batch.md). A GPU wants large batches.
 CPU_BATCH_SIZE = 1
 CUDA_BATCH_SIZE = 32
