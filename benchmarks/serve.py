@@ -131,6 +131,7 @@ def main() -> None:
     for mode in result["modes"].values():
         mode["overhead_at_1_client"] = round(mode["clients"]["1"]["p50_ms"] / result["in_process_p50_ms"] - 1, 4)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "serve.json").write_text(json.dumps(result, indent=1))
     m = result["machine"]
     off, on = result["modes"]["off"], result["modes"]["on"]
