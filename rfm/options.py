@@ -93,7 +93,9 @@ def click_options(config: type, exclude: tuple[str, ...] = ()):
     return decorate
 
 
-THREADS_HELP = "onnxruntime intra-op threads (default: one per physical core)."
+THREADS_HELP = ("CPU threads. The texts of a call run as this many concurrent one-thread onnxruntime calls, "
+                "one text alone on all of them (default: the cores this process may use; onnxruntime's own "
+                "default, one per physical core, for that lone text).")
 
 
 @dataclass
