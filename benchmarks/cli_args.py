@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The artifact the CPU latency benchmarks time by default: personalization.py's seed-0 TL;DR RFM.
+TLDR_ARTIFACT = ROOT / "benchmarks" / "work" / "models" / "tldr" / "rfm-s0" / "artifact"
 
 
 def benchmark_parser(doc: str | None, data_dir: bool = True, seeds: bool = True,

@@ -16,7 +16,6 @@ difference between each text's features computed alone and in the batches of tha
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -28,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from cli_args import benchmark_parser  # noqa: E402
-from report import markdown_table  # noqa: E402
+from cli_args import TLDR_ARTIFACT, benchmark_parser  # noqa: E402
+from report import host, markdown_table, write_results  # noqa: E402
 from rfm.runtime import FeatureExtractor, RewardModel, load_artifact  # noqa: E402
 
 from rfm.bench import machine, texts_of_length  # noqa: E402
@@ -54,7 +53,7 @@ def real_texts(data_dir: Path, n: int = 128) -> tuple[list[str], list[str]]:
 
 def main() -> None:
     parser = benchmark_parser(__doc__, seeds=False)
-    parser.add_argument("--artifact", default=str(ROOT / "benchmarks" / "work" / "models" / "tldr" / "rfm-s0" / "artifact"))
+    parser.add_argument("--artifact", default=str(TLDR_ARTIFACT))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -114,13 +113,8 @@ def main() -> None:
                      " / ".join(f"{v:.0f}" for v in entry["rerank_ms"]),
                      f"{entry['features_moved_median']:.1%} / {entry['features_moved_max']:.1%}",
                      f"{changed} of {len(prompts) // 8}"])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "cpu_batch.json").write_text(json.dumps(result, indent=1))
-    m = result["machine"]
     lines = ["# Rows per onnxruntime call on a CPU (int8)", "",
-             f"Command: `{result['command']}`; {m.get('cpu')} ({m.get('cores')} cores), onnxruntime {m.get('onnxruntime')}, "
-             f"{args.threads} threads; artifact `{args.artifact}`; {len(prompts)} real UltraFeedback texts, "
+             f"Command: `{result['command']}`; {host(result['machine'], args.threads)}; artifact `{args.artifact}`; {len(prompts)} real UltraFeedback texts, "
              f"{tokens:.0f} tokens each on average; {args.rounds} interleaved rounds.", "",
              *markdown_table(["batch size", "128 texts, ms per round", "best ms per text",
                               *(f"best ms per text, 128 of {n} tokens" for n in SHORT_LENGTHS),
@@ -129,7 +123,7 @@ def main() -> None:
                               "rerank sets whose best candidate changes with their order"], rows), "",
              "Order check: 16 sets of 8 real responses under one prompt each, reranked in 8 seeded orders by the "
              "population reward (`RewardModel.rerank`, top 1).", ""]
-    (out / "cpu_batch.md").write_text("\n".join(lines))
+    write_results(Path(args.out), "cpu_batch", result, lines)
     print("\n".join(lines))
 
 

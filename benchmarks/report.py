@@ -83,6 +83,19 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(row) + " |" for row in rows)]
 
 
+def host(machine: dict, threads: int) -> str:
+    """How a results file names the machine it ran on."""
+    return (f"{machine.get('cpu')} ({machine.get('cores')} cores), onnxruntime {machine.get('onnxruntime')}, "
+            f"{threads} threads")
+
+
+def write_results(out: Path, stem: str, result: dict, lines: list[str]) -> None:
+    """`<stem>.json` (the measurements) and `<stem>.md` (the report) under `out`, which is created."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{stem}.md").write_text("\n".join(lines))
+
+
 def accuracy_table(entry: dict, key: str) -> list[str]:
     shots = [str(m) for m in entry["shots"]]
     lines = ["| method | best epoch | prior width | seen acc | " + " | ".join(f"m={m}" for m in shots) + " |",

@@ -13,7 +13,6 @@ counts when its best candidate (or its whole ranking) differs between orders.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -24,9 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from cli_args import benchmark_parser, command_line  # noqa: E402
+from cli_args import TLDR_ARTIFACT, benchmark_parser, command_line  # noqa: E402
 from personalization import prepare_real  # noqa: E402
-from report import markdown_table  # noqa: E402
+from report import host, markdown_table, write_results  # noqa: E402
 from rfm.runtime import FeatureExtractor, load_artifact  # noqa: E402
 
 from rfm.bench import machine  # noqa: E402
@@ -54,7 +53,7 @@ def candidate_sets(pairs, n_sets: int = 60, size: int = 8) -> list[tuple[str, li
 
 def main() -> None:
     parser = benchmark_parser(__doc__, seeds=False)
-    parser.add_argument("--artifact", default=str(ROOT / "benchmarks" / "work" / "models" / "tldr" / "rfm-s0" / "artifact"))
+    parser.add_argument("--artifact", default=str(TLDR_ARTIFACT))
     parser.add_argument("--orders", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -92,18 +91,14 @@ def main() -> None:
         rows.append([label, f"{best_moves} of {len(sets)}", f"{ranking_moves} of {len(sets)}",
                      f"{entry['score_shift_over_sd_median']:.3f} / {entry['score_shift_over_sd_max']:.3f}"])
         print(label, entry, flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "rerank_order.json").write_text(json.dumps(result, indent=1))
-    m = result["machine"]
     lines = ["# Does the reranking depend on the candidates' order?", "",
-             f"Command: `{result['command']}`; {m.get('cpu')} ({m.get('cores')} cores), onnxruntime "
-             f"{m.get('onnxruntime')}, {args.threads} threads; artifact `{args.artifact}`; {len(sets)} sets of 8 TL;DR "
-             f"summaries, each reranked in {args.orders} seeded orders by the population reward.", "",
+             f"Command: `{result['command']}`; {host(result['machine'], args.threads)}; artifact `{args.artifact}`; "
+             f"{len(sets)} sets of 8 TL;DR summaries, each reranked in {args.orders} seeded orders by the population "
+             "reward.", "",
              *markdown_table(["features", "sets whose best candidate changes with the order",
                               "sets whose ranking changes", "largest score shift / the set's score sd (median / max)"],
                              rows), ""]
-    (out / "rerank_order.md").write_text("\n".join(lines))
+    write_results(Path(args.out), "rerank_order", result, lines)
     print("\n".join(lines))
 
 
