@@ -30,3 +30,9 @@ def command_line(script: str, parser: argparse.ArgumentParser, args: argparse.Na
     return f"python benchmarks/{script}" + "".join(
         f" --{name.replace('_', '-')} {getattr(args, name)}" for name in names
         if getattr(args, name) != parser.get_default(name))
+
+
+def add_artifact_options(parser: argparse.ArgumentParser) -> None:
+    """--artifact (default: TLDR_ARTIFACT) and --threads (default 2): what the CPU latency benchmarks time."""
+    parser.add_argument("--artifact", default=str(TLDR_ARTIFACT), help="Artifact to time (default: %(default)s).")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: %(default)s).")

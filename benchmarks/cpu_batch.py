@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from cli_args import TLDR_ARTIFACT, benchmark_parser  # noqa: E402
+from cli_args import add_artifact_options, benchmark_parser  # noqa: E402
 from report import host, markdown_table, write_results  # noqa: E402
 from rfm.runtime import FeatureExtractor, RewardModel, load_artifact  # noqa: E402
 
@@ -53,9 +53,8 @@ def real_texts(data_dir: Path, n: int = 128) -> tuple[list[str], list[str]]:
 
 def main() -> None:
     parser = benchmark_parser(__doc__, seeds=False)
-    parser.add_argument("--artifact", default=str(TLDR_ARTIFACT))
+    add_artifact_options(parser)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     artifact = load_artifact(args.artifact)
     prompts, responses = real_texts(Path(args.data_dir))

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from cli_args import TLDR_ARTIFACT, benchmark_parser, command_line  # noqa: E402
+from cli_args import add_artifact_options, benchmark_parser, command_line  # noqa: E402
 from personalization import prepare_real  # noqa: E402
 from report import host, markdown_table, write_results  # noqa: E402
 from rfm.runtime import FeatureExtractor, load_artifact  # noqa: E402
@@ -53,9 +53,8 @@ def candidate_sets(pairs, n_sets: int = 60, size: int = 8) -> list[tuple[str, li
 
 def main() -> None:
     parser = benchmark_parser(__doc__, seeds=False)
-    parser.add_argument("--artifact", default=str(TLDR_ARTIFACT))
+    add_artifact_options(parser)
     parser.add_argument("--orders", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     work = Path(args.work)
     if not (work / "tldr.jsonl").is_file():

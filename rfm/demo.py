@@ -292,13 +292,13 @@ def personalise_one(artifact: Path, heldout, raters, shots: int, store: Path, se
     and the same is done for every held-out person, so one person does not decide either.
     """
     from rfm.evaluation import accuracy, evaluate_questions, featurise_pairs, group_by_user
-    from rfm.runtime import FeatureExtractor, RewardModel, load_artifact
+    from rfm.runtime import RewardModel
 
     by_user = defaultdict(list)
     for p in heldout:
         by_user[p.user_id].append(p)
     model = RewardModel.load(artifact, device="cpu", store=store)
-    extractor = FeatureExtractor(load_artifact(artifact), device="cpu")
+    extractor = model.extractor  # one session per artifact, not two
     users = group_by_user(heldout, featurise_pairs(extractor, heldout))
     gains, everyone = {}, {}
     mean = model.population["mean"]
